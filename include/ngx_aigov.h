@@ -1,0 +1,222 @@
+/*
+ * ngx_aigov public API: core types and the versioned plugin ABI.
+ *
+ * A plugin is a descriptor (ngx_aigov_plugin_t) plus, when it has
+ * directives outside aigov_model{} blocks, an ordinary nginx HTTP module
+ * carrying them and its location configuration.  The core calls the hooks
+ * of the plugins active in a location in priority order (higher first).
+ * "Writing a plugin" in README.md walks through plugins/ngx_aigov_annotate.c.
+ */
+
+#ifndef NGX_AIGOV_H_INCLUDED_
+#define NGX_AIGOV_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <jansson.h>
+
+
+/*
+ * Bump the major number when a field changes meaning or moves; the core
+ * refuses plugins built for another major.  Appending hooks at the end of
+ * ngx_aigov_plugin_t bumps the minor number only.
+ */
+#define NGX_AIGOV_ABI_MAJOR            1
+#define NGX_AIGOV_ABI_MINOR            0
+#define NGX_AIGOV_ABI                                                        \
+    ((NGX_AIGOV_ABI_MAJOR << 16) | NGX_AIGOV_ABI_MINOR)
+
+#define NGX_AIGOV_MAX_PLUGINS          32
+#define NGX_AIGOV_MAX_VARIANTS         16
+
+/* Plugin priorities in use; leave gaps.  Higher runs first. */
+#define NGX_AIGOV_PRIO_ROLLBACK        1000   /* kill switch, rollback */
+#define NGX_AIGOV_PRIO_SKEW            900    /* version policy */
+#define NGX_AIGOV_PRIO_LIMIT           800    /* rate limits */
+#define NGX_AIGOV_PRIO_CACHE           700
+#define NGX_AIGOV_PRIO_BLUEGREEN       600
+#define NGX_AIGOV_PRIO_CANARY          500
+#define NGX_AIGOV_PRIO_BREAKER         400
+#define NGX_AIGOV_PRIO_SHADOW          300
+#define NGX_AIGOV_PRIO_ANNOTATE        100
+
+
+typedef enum {
+    NGX_AIGOV_ROLE_CANDIDATE = 0,
+    NGX_AIGOV_ROLE_STABLE
+} ngx_aigov_role_e;
+
+
+typedef struct ngx_aigov_plugin_s   ngx_aigov_plugin_t;
+typedef struct ngx_aigov_model_s    ngx_aigov_model_t;
+typedef struct ngx_aigov_shm_node_s ngx_aigov_shm_node_t;
+
+
+typedef struct {
+    ngx_str_t                  name;
+    ngx_str_t                  upstream;     /* value of $aigov_upstream */
+    ngx_str_t                  version;
+    ngx_aigov_role_e           role;
+    ngx_uint_t                 index;        /* in model->variants */
+    ngx_aigov_shm_node_t      *shm;          /* counters in the zone */
+    u_char                    *file;         /* where it was declared */
+    ngx_uint_t                 line;
+} ngx_aigov_variant_t;
+
+
+struct ngx_aigov_model_s {
+    ngx_str_t                  name;
+    ngx_array_t                aliases;      /* ngx_str_t */
+    ngx_array_t                variants;     /* ngx_aigov_variant_t */
+    ngx_aigov_variant_t       *stable;
+    ngx_uint_t                 index;
+    ngx_aigov_shm_node_t      *shm;
+    void                      *plugin_conf[NGX_AIGOV_MAX_PLUGINS];
+    u_char                    *file;
+    ngx_uint_t                 line;
+};
+
+
+/* Why the variant was chosen: the value of $aigov_decision. */
+typedef enum {
+    NGX_AIGOV_DECISION_NONE = 0,
+    NGX_AIGOV_DECISION_KILL,          /* model switched off */
+    NGX_AIGOV_DECISION_ROLLBACK,      /* everything to stable */
+    NGX_AIGOV_DECISION_PINNED,        /* version named in the request */
+    NGX_AIGOV_DECISION_HEADER,        /* canary header override */
+    NGX_AIGOV_DECISION_COOKIE,        /* canary cookie override */
+    NGX_AIGOV_DECISION_STICKY,        /* hashed key */
+    NGX_AIGOV_DECISION_WEIGHT,        /* weighted random */
+    NGX_AIGOV_DECISION_PREVIEW,       /* blue-green preview header */
+    NGX_AIGOV_DECISION_ACTIVE,        /* blue-green active colour */
+    NGX_AIGOV_DECISION_STABLE,        /* no routing plugin had an opinion */
+    NGX_AIGOV_DECISION_LAST
+} ngx_aigov_decision_e;
+
+
+/* Per-request context, allocated from r->pool on the first decision. */
+typedef struct {
+    ngx_aigov_model_t         *model;
+    ngx_aigov_variant_t       *variant;      /* NULL until chosen */
+    ngx_aigov_decision_e       decision;
+    ngx_str_t                  requested_version;   /* from the path */
+    void                      *json;         /* parsed body (json_t *) */
+    ngx_str_t                  body;         /* contiguous body, if read */
+    ngx_array_t               *plugins;      /* the location's chain */
+    ngx_uint_t                 next_plugin;  /* resume point (NGX_AGAIN) */
+    ngx_msec_t                 start;
+    void                      *plugin_ctx[NGX_AIGOV_MAX_PLUGINS];
+    unsigned                   decided:1;    /* decision phase finished */
+    unsigned                   body_read:1;
+    unsigned                   responded:1;  /* aigov sent the response */
+} ngx_aigov_ctx_t;
+
+
+/*
+ * Return values of decide():
+ *   NGX_DECLINED   no opinion, go on with the next plugin;
+ *   NGX_OK         acted (e.g. chose a variant), go on;
+ *   NGX_AGAIN      suspended: the plugin resumes r later (it must post
+ *                  ngx_http_core_run_phases); the core calls the same
+ *                  plugin's decide() again when the phase is re-entered;
+ *   NGX_DONE       a response was sent (ngx_aigov_send_problem() returns
+ *                  this); no further plugin runs;
+ *   NGX_ERROR / NGX_HTTP_*   finalize r with that code.
+ */
+typedef ngx_int_t (*ngx_aigov_decide_pt)(ngx_http_request_t *r,
+    ngx_aigov_ctx_t *ctx);
+typedef ngx_int_t (*ngx_aigov_header_filter_pt)(ngx_http_request_t *r,
+    ngx_aigov_ctx_t *ctx);
+typedef ngx_int_t (*ngx_aigov_body_filter_pt)(ngx_http_request_t *r,
+    ngx_aigov_ctx_t *ctx, ngx_chain_t *in);
+typedef void (*ngx_aigov_log_pt)(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx);
+/* Adds the plugin's view of a model to the status document (jansson). */
+typedef ngx_int_t (*ngx_aigov_status_pt)(ngx_aigov_model_t *model,
+    void *conf, json_t *out);
+
+
+struct ngx_aigov_plugin_s {
+    ngx_uint_t                 abi;          /* NGX_AIGOV_ABI */
+    const char                *name;
+    const char                *version;
+    ngx_int_t                  priority;
+
+    /*
+     * The nginx module holding the plugin's directives outside model
+     * blocks and its location conf; NULL when it has none.
+     */
+    ngx_module_t              *module;
+
+    /* Directives inside aigov_model{}; conf is the plugin's model conf. */
+    ngx_command_t             *model_commands;
+    void                    *(*create_model_conf)(ngx_conf_t *cf,
+                                                  ngx_aigov_model_t *model);
+    /* Called once the model block is parsed: validate, fill defaults. */
+    char                    *(*init_model_conf)(ngx_conf_t *cf,
+                                                ngx_aigov_model_t *model,
+                                                void *conf);
+
+    /*
+     * Is the plugin active in a location?  Gets the plugin's merged loc
+     * conf (NULL without a module).  NULL: active wherever aigov routes.
+     */
+    ngx_int_t                (*enabled)(void *loc_conf);
+
+    ngx_int_t                (*init_worker)(ngx_cycle_t *cycle);
+
+    ngx_aigov_decide_pt        decide;
+    ngx_aigov_header_filter_pt header_filter;
+    ngx_aigov_body_filter_pt   body_filter;
+    ngx_aigov_log_pt           log;
+    ngx_aigov_status_pt        status;
+
+    ngx_uint_t                 index;        /* set by the core */
+};
+
+
+/* Services the core offers to plugins. */
+
+ngx_aigov_ctx_t *ngx_aigov_get_ctx(ngx_http_request_t *r);
+
+/* The plugin's conf for a model; NULL when the block did not use it. */
+#define ngx_aigov_model_conf(model, plugin)                                  \
+    ((model)->plugin_conf[(plugin).index])
+
+#define ngx_aigov_plugin_ctx(ctx, plugin)                                    \
+    ((ctx)->plugin_ctx[(plugin).index])
+
+ngx_aigov_variant_t *ngx_aigov_find_variant(ngx_aigov_model_t *model,
+    ngx_str_t *name);
+
+/* Sets the variant and the reason, and counts the decision. */
+void ngx_aigov_choose(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
+    ngx_aigov_variant_t *v, ngx_aigov_decision_e decision);
+
+/*
+ * Sends an RFC 9457 problem response (application/problem+json) and
+ * finalizes the request: return its result from decide().  type is the
+ * last part of the problem type URI; detail is printed as given.
+ * retry_after > 0 adds a Retry-After header (seconds).
+ */
+ngx_int_t ngx_aigov_send_problem(ngx_http_request_t *r, ngx_uint_t status,
+    const char *type, const char *title, ngx_str_t *detail,
+    time_t retry_after);
+
+/*
+ * Configuration helpers for model directives.  ngx_aigov_conf_variant()
+ * looks a variant of the model being parsed up by name and logs a precise
+ * error when there is none; the index helpers return the index of the
+ * $http_NAME / $cookie_NAME variable (NGX_ERROR on failure).
+ */
+ngx_aigov_variant_t *ngx_aigov_conf_variant(ngx_conf_t *cf, ngx_str_t *name);
+ngx_int_t ngx_aigov_header_index(ngx_conf_t *cf, ngx_str_t *header);
+ngx_int_t ngx_aigov_cookie_index(ngx_conf_t *cf, ngx_str_t *cookie);
+
+/* An extra response header on the way out (for header filters). */
+ngx_int_t ngx_aigov_add_header(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_str_t *value);
+
+
+#endif /* NGX_AIGOV_H_INCLUDED_ */
