@@ -83,7 +83,12 @@ aigov_format_percent(uint32_t weight, char *buf)
                      (unsigned) (weight % 100));
     }
 
-    return (n < 0) ? 0 : (size_t) n;
+    if (n < 0) {
+        return 0;
+    }
+
+    /* weights above 100 % do not fit: report what was written */
+    return ((size_t) n < 8) ? (size_t) n : 7;
 }
 
 
@@ -360,7 +365,8 @@ aigov_json_model(const char *body, size_t len, struct json_t **root,
         return AIGOV_JSON_MALFORMED;
     }
 
-    doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    doc = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
+                     &jerr);
     if (doc == NULL) {
         if (err != NULL && errlen > 0) {
             snprintf(err, errlen, "invalid JSON at byte %d: %s",
