@@ -57,6 +57,7 @@ typedef struct ngx_aigov_shm_node_s ngx_aigov_shm_node_t;
 typedef struct {
     ngx_str_t                  name;
     ngx_str_t                  upstream;     /* value of $aigov_upstream */
+    ngx_http_upstream_srv_conf_t *uscf;      /* the upstream it names */
     ngx_str_t                  version;
     ngx_aigov_role_e           role;
     ngx_uint_t                 index;        /* in model->variants */

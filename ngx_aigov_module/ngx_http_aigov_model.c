@@ -185,6 +185,17 @@ ngx_http_aigov_model_directive(ngx_conf_t *cf, ngx_command_t *dummy,
         return ngx_http_aigov_alias(cf, model);
     }
 
+    if (value[0].len == 7 && ngx_strcmp(value[0].data, "include") == 0) {
+        /* e.g. weights written by a deployment pipeline */
+        if (cf->args->nelts != 2) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid number of arguments in \"include\"");
+            return NGX_CONF_ERROR;
+        }
+
+        return ngx_conf_include(cf, dummy, conf);
+    }
+
     for (i = 0; i < ngx_aigov_nplugins; i++) {
         p = ngx_aigov_plugins[i];
 
@@ -276,6 +287,7 @@ ngx_http_aigov_check_args(ngx_conf_t *cf, ngx_command_t *cmd)
 static char *
 ngx_http_aigov_variant(ngx_conf_t *cf, ngx_aigov_model_t *model)
 {
+    ngx_url_t             u;
     ngx_str_t            *value;
     ngx_uint_t            i, role_set;
     ngx_aigov_variant_t  *v;
@@ -325,6 +337,23 @@ ngx_http_aigov_variant(ngx_conf_t *cf, ngx_aigov_model_t *model)
     }
 
     ngx_memzero(v, sizeof(ngx_aigov_variant_t));
+
+    /*
+     * host:port gets an implicit upstream now, as proxy_pass does; a name
+     * is looked up among the upstream{} blocks once they are all known.
+     */
+
+    if (ngx_strlchr(value[2].data, value[2].data + value[2].len, ':')) {
+        ngx_memzero(&u, sizeof(ngx_url_t));
+
+        u.url = value[2];
+        u.no_resolve = 1;
+
+        v->uscf = ngx_http_upstream_add(cf, &u, 0);
+        if (v->uscf == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
 
     v->name = value[1];
     v->upstream = value[2];
@@ -526,17 +555,12 @@ ngx_http_aigov_find_model(ngx_http_aigov_main_conf_t *mcf, u_char *name,
 }
 
 
-static ngx_int_t
-ngx_http_aigov_upstream_exists(ngx_conf_t *cf, ngx_str_t *name)
+static ngx_http_upstream_srv_conf_t *
+ngx_http_aigov_find_upstream(ngx_conf_t *cf, ngx_str_t *name)
 {
     ngx_uint_t                      i;
     ngx_http_upstream_srv_conf_t  **uscf;
     ngx_http_upstream_main_conf_t  *umcf;
-
-    /* host:port, [v6]:port and unix: are proxied to directly */
-    if (ngx_strlchr(name->data, name->data + name->len, ':')) {
-        return 1;
-    }
 
     umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
     uscf = umcf->upstreams.elts;
@@ -546,11 +570,11 @@ ngx_http_aigov_upstream_exists(ngx_conf_t *cf, ngx_str_t *name)
             && uscf[i]->host.len == name->len
             && ngx_strncasecmp(uscf[i]->host.data, name->data, name->len) == 0)
         {
-            return 1;
+            return uscf[i];
         }
     }
 
-    return 0;
+    return NULL;
 }
 
 
@@ -597,7 +621,11 @@ ngx_http_aigov_init_models(ngx_conf_t *cf, ngx_http_aigov_main_conf_t *mcf)
         v = m[i]->variants.elts;
 
         for (j = 0; j < m[i]->variants.nelts; j++) {
-            if (!ngx_http_aigov_upstream_exists(cf, &v[j].upstream)) {
+            if (v[j].uscf == NULL) {
+                v[j].uscf = ngx_http_aigov_find_upstream(cf, &v[j].upstream);
+            }
+
+            if (v[j].uscf == NULL) {
                 ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                               "variant \"%V\" of aigov_model \"%V\" in "
                               "%s:%ui names no upstream{} block \"%V\"",

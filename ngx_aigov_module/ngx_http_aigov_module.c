@@ -46,6 +46,13 @@ static ngx_command_t  ngx_http_aigov_commands[] = {
       0,
       NULL },
 
+    { ngx_string("aigov_upstream"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_aigov_upstream,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("aigov_route"),
       NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_http_aigov_route,
@@ -379,14 +386,17 @@ ngx_aigov_choose(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
     ctx->variant = v;
     ctx->decision = decision;
 
+    /*
+     * Two lock-free increments: the model counts decisions (its request
+     * total is their sum), the variant counts requests.
+     */
+
     if (ctx->model->shm) {
         (void) ngx_atomic_fetch_add(&ctx->model->shm->decisions[decision], 1);
-        (void) ngx_atomic_fetch_add(&ctx->model->shm->requests, 1);
     }
 
     if (v && v->shm) {
         (void) ngx_atomic_fetch_add(&v->shm->requests, 1);
-        (void) ngx_atomic_fetch_add(&v->shm->decisions[decision], 1);
     }
 }
 

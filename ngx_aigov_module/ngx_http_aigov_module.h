@@ -29,8 +29,8 @@ struct ngx_aigov_shm_node_s {
     ngx_str_node_t             sn;           /* key: "model" or "model/v" */
     ngx_queue_t                queue;
     ngx_uint_t                 generation;   /* last config that used it */
-    ngx_atomic_t               requests;
-    ngx_atomic_t               decisions[NGX_AIGOV_DECISION_LAST];
+    ngx_atomic_t               requests;     /* variant nodes */
+    ngx_atomic_t               decisions[NGX_AIGOV_DECISION_LAST]; /* model */
     u_char                     key[1];
 };
 
@@ -103,6 +103,9 @@ ngx_int_t ngx_http_aigov_identify(ngx_http_request_t *r,
 
 /* ngx_http_aigov_variables.c */
 ngx_int_t ngx_http_aigov_add_variables(ngx_conf_t *cf);
+
+/* ngx_http_aigov_upstream.c */
+char *ngx_http_aigov_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /* ngx_http_aigov_status.c */
 char *ngx_http_aigov_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -47,6 +47,7 @@ ngx_http_aigov_status_doc(ngx_http_request_t *r)
     json_t                      *doc, *models, *jm, *vars, *jv, *aliases;
     ngx_str_t                   *a;
     ngx_uint_t                   i, j;
+    json_int_t                   total;
     ngx_aigov_model_t          **m;
     ngx_aigov_plugin_t          *p;
     ngx_aigov_variant_t         *v;
@@ -105,8 +106,15 @@ ngx_http_aigov_status_doc(ngx_http_request_t *r)
         json_object_set_new(jm, "aliases", aliases);
         json_object_set_new(jm, "stable",
                             ngx_http_aigov_jstr(&m[i]->stable->name));
-        json_object_set_new(jm, "requests",
-            json_integer(m[i]->shm ? (json_int_t) m[i]->shm->requests : 0));
+        total = 0;
+
+        if (m[i]->shm) {
+            for (j = 1; j < NGX_AIGOV_DECISION_LAST; j++) {
+                total += m[i]->shm->decisions[j];
+            }
+        }
+
+        json_object_set_new(jm, "requests", json_integer(total));
         json_object_set_new(jm, "decisions",
                             ngx_http_aigov_decisions(m[i]->shm));
 

@@ -1,0 +1,130 @@
+# ngx_aigov benchmarks: shared helpers (sourced, POSIX sh).
+#
+# Every benchmark runs plain proxy_pass and the module against the same
+# backend in the same run, interleaved, and prints ratios: absolute numbers
+# on a shared 2-core machine swing by tens of percent between runs.
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH_TMP=${BENCH_TMP:-$(mktemp -d /tmp/aigov-bench.XXXXXX)}
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-5}
+CONNS=${CONNS:-32}
+THREADS=${THREADS:-1}
+MODULE=${AIGOV_MODULE:-$ROOT/build/ngx_http_aigov_module.so}
+
+bench_cleanup() {
+    for pidf in "$BENCH_TMP"/*.pid; do
+        [ -f "$pidf" ] || continue
+        kill -QUIT "$(cat "$pidf")" 2>/dev/null || true
+    done
+    sleep 0.5
+    [ -n "$BENCH_KEEP" ] || rm -rf "$BENCH_TMP"
+}
+
+trap bench_cleanup EXIT INT TERM
+
+# bench_nginx NAME CONF_BODY: starts an nginx with one worker
+bench_nginx() {
+    name=$1
+    mkdir -p "$BENCH_TMP/$name/logs"
+    cat > "$BENCH_TMP/$name/nginx.conf" <<END
+$( [ "$name" = backend ] || echo "load_module $MODULE;" )
+worker_processes 1;
+worker_rlimit_nofile 65536;
+error_log $BENCH_TMP/$name/logs/error.log warn;
+pid $BENCH_TMP/$name.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $BENCH_TMP/$name/body;
+    proxy_temp_path $BENCH_TMP/$name/proxy;
+    fastcgi_temp_path $BENCH_TMP/$name/fastcgi;
+    uwsgi_temp_path $BENCH_TMP/$name/uwsgi;
+    scgi_temp_path $BENCH_TMP/$name/scgi;
+    keepalive_requests 1000000;
+$2
+}
+END
+    nginx -p "$BENCH_TMP/$name" -c "$BENCH_TMP/$name/nginx.conf" \
+        || { echo "bench: nginx $name failed to start" >&2; exit 1; }
+}
+
+# the backend: a fast static JSON "model" so that the proxy is measured
+bench_backend() {
+    bench_nginx backend "
+    server {
+        listen 127.0.0.1:${1:-18001};
+        listen 127.0.0.1:${2:-18002};
+        location / {
+            default_type application/json;
+            return 200 '{\"id\":\"x\",\"object\":\"chat.completion\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"hello\"}}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1,\"total_tokens\":6}}';
+        }
+    }"
+}
+
+# bench_wrk URL [wrk args...] -> prints "rps p99_ms errors"
+bench_wrk() {
+    url=$1
+    shift
+    out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" 2>&1)
+    rps=$(echo "$out" | awk '/^Requests\/sec:/ { print $2 }')
+    p99=$(echo "$out" | awk '$1 == "99%" {
+        v = $2; u = v; gsub(/[0-9.]/, "", u); sub(/[a-z]+$/, "", v);
+        if (u == "us") v = v / 1000; else if (u == "s") v = v * 1000;
+        print v }')
+    non2xx=$(echo "$out" | awk '/Non-2xx/ { print $NF }')
+    sockerr=$(echo "$out" | awk '/Socket errors/ {
+        gsub(/,/, ""); print $4 + $6 + $8 + $10 }')
+    echo "${rps:-0} ${p99:-0} $(( ${non2xx:-0} + ${sockerr:-0} ))"
+}
+
+median() {
+    sort -g | awk '{ a[NR] = $1 } END {
+        if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# bench_compare LABEL URL [LABEL URL ...] -- [wrk args...]
+# The first pair is the baseline.  Runs every contestant once per round,
+# ROUNDS rounds, interleaved; prints medians and each one's ratios to the
+# baseline: "RESULT <label> vs <baseline>: rps ratio R, p99 ratio P, ...".
+bench_compare() {
+    labels= n=0
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do
+        n=$((n + 1))
+        eval "label_$n=\$1 url_$n=\$2"
+        : > "$BENCH_TMP/res.$n"
+        shift 2
+    done
+    [ "${1:-}" = -- ] && shift
+    r=1
+    while [ $r -le "$ROUNDS" ]; do
+        line="  round $r:"
+        i=1
+        while [ $i -le $n ]; do
+            eval "url=\$url_$i label=\$label_$i"
+            res=$(bench_wrk "$url" "$@")
+            echo "$res" >> "$BENCH_TMP/res.$i"
+            line="$line $label $(echo "$res" | cut -d' ' -f1) rps p99 $(echo "$res" | cut -d' ' -f2) ms;"
+            i=$((i + 1))
+        done
+        echo "$line"
+        r=$((r + 1))
+    done
+    base_rps=$(cut -d' ' -f1 "$BENCH_TMP/res.1" | median)
+    base_p99=$(cut -d' ' -f2 "$BENCH_TMP/res.1" | median)
+    i=1
+    while [ $i -le $n ]; do
+        eval "label=\$label_$i"
+        rps=$(cut -d' ' -f1 "$BENCH_TMP/res.$i" | median)
+        p99=$(cut -d' ' -f2 "$BENCH_TMP/res.$i" | median)
+        errs=$(awk '{ s += $3 } END { print s + 0 }' "$BENCH_TMP/res.$i")
+        echo "  median $label: $rps rps, p99 $p99 ms, failed requests $errs"
+        if [ $i -gt 1 ]; then
+            awk -v a="$base_rps" -v b="$rps" -v pa="$base_p99" -v pb="$p99" \
+                -v e="$errs" -v la="$label_1" -v lb="$label" 'BEGIN {
+                printf "RESULT %s vs %s: rps ratio %.3f, p99 ratio %.3f, failed requests %d\n",
+                       lb, la, b / a, (pa > 0 ? pb / pa : 0), e }'
+        fi
+        i=$((i + 1))
+    done
+}
