@@ -27,7 +27,7 @@ all: module
 module: $(MODULE)
 
 $(OBJS)/Makefile: config plugins/ngx_aigov_plugins.h
-	@test -x $(NGINX_SRC)/configure || { \
+	@test -x $(NGINX_SRC)/configure -o -f $(NGINX_SRC)/auto/configure || { \
 	    echo "no nginx source tree at $(NGINX_SRC): apt-get install nginx-dev," \
 	         "or make NGINX_SRC=/path/to/nginx"; exit 1; }
 	rm -rf $(SRC_COPY) && mkdir -p $(BUILD) && cp -a $(NGINX_SRC) $(SRC_COPY)
@@ -35,7 +35,8 @@ $(OBJS)/Makefile: config plugins/ngx_aigov_plugins.h
 	    flags=""; \
 	    if [ -f conf_flags ]; then . ./conf_flags; \
 	        flags="$${NGX_CONF_FLAGS[*]}"; else flags="--with-compat"; fi; \
-	    ./configure --with-cc-opt="$(CC_OPT) $(AIGOV_WARN)" \
+	    conf=./configure; [ -x $$conf ] || conf="sh auto/configure"; \
+	    $$conf --with-cc-opt="$(CC_OPT) $(AIGOV_WARN)" \
 	        --with-ld-opt="$(LD_OPT)" $$flags \
 	        --add-dynamic-module=$(CURDIR) --builddir=$(OBJS) \
 	        > $(BUILD)/configure.log 2>&1 \
@@ -53,12 +54,16 @@ test: module
 	./t/run-all
 
 static:
+	@test -f $(NGINX_SRC)/src/core/nginx.c || { \
+	    echo "make static needs a full nginx source tree (nginx-dev has" \
+	         "headers only): make static NGINX_SRC=/path/to/nginx"; exit 1; }
 	rm -rf $(BUILD)/static-src && mkdir -p $(BUILD) && \
 	    cp -a $(NGINX_SRC) $(BUILD)/static-src
 	cd $(BUILD)/static-src && \
-	    ./configure --with-cc-opt="-O2 $(AIGOV_WARN)" --with-threads \
+	    conf=./configure; [ -x $$conf ] || conf="sh auto/configure"; \
+	    $$conf --with-cc-opt="-O2 $(AIGOV_WARN)" --with-threads \
 	        --prefix=$(BUILD)/static --builddir=$(BUILD)/static-objs \
-	        --without-http_rewrite_module --without-http_gzip_module \
+	        --without-http_gzip_module \
 	        --add-module=$(CURDIR) > $(BUILD)/static-configure.log 2>&1 \
 	    || { tail -20 $(BUILD)/static-configure.log; exit 1; }
 	cd $(BUILD)/static-src && $(MAKE) -f $(BUILD)/static-objs/Makefile

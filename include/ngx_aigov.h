@@ -191,7 +191,7 @@ ngx_aigov_ctx_t *ngx_aigov_get_ctx(ngx_http_request_t *r);
 ngx_aigov_variant_t *ngx_aigov_find_variant(ngx_aigov_model_t *model,
     ngx_str_t *name);
 
-/* Sets the variant and the reason, and counts the decision. */
+/* Sets the variant and the reason (counted when the decision ends). */
 void ngx_aigov_choose(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
     ngx_aigov_variant_t *v, ngx_aigov_decision_e decision);
 

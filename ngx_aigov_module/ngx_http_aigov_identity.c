@@ -98,9 +98,9 @@ ngx_http_aigov_identify(ngx_http_request_t *r,
                                           &detail, 0);
 
         } else {
-            ngx_str_set(&detail, "no model named for this request");
+            ngx_str_set(&detail, "the request names no model");
             return ngx_aigov_send_problem(r, NGX_HTTP_BAD_REQUEST,
-                                          "unknown-model", "Unknown model",
+                                          "missing-model", "Missing model",
                                           &detail, 0);
         }
     }
@@ -161,9 +161,16 @@ ngx_http_aigov_body_model(ngx_http_request_t *r,
     }
 
     if (r->request_body->temp_file) {
-        ngx_str_set(&detail, "the request body is larger than this "
-                    "location's client_body_buffer_size; the model cannot "
-                    "be read from it");
+        if (r->request_body_in_file_only) {
+            ngx_str_set(&detail, "client_body_in_file_only is on in this "
+                        "location; the model cannot be read from the body");
+
+        } else {
+            ngx_str_set(&detail, "the request body is larger than this "
+                        "location's client_body_buffer_size; the model "
+                        "cannot be read from it");
+        }
+
         return ngx_aigov_send_problem(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                       "body-too-large",
                                       "Request body too large", &detail, 0);
@@ -199,6 +206,12 @@ parse:
 
     ctx->body.data = p;
     ctx->body.len = len;
+
+    if (len == 0 && alcf->default_model) {
+        /* GET /v1/models and the like: no body, no model named */
+        ngx_str_null(name);
+        return NGX_OK;
+    }
 
     rc = aigov_json_model((char *) p, len, &doc, &m, err, sizeof(err));
 

@@ -667,7 +667,9 @@ ngx_http_aigov_init_models(ngx_conf_t *cf, ngx_http_aigov_main_conf_t *mcf)
         hash.hash = &mcf->model_hash;
         hash.key = ngx_hash_key;
         hash.max_size = 4096;
-        hash.bucket_size = ngx_align(128, ngx_cacheline_size);
+        /* an element holds a pointer, a length and a name of up to 128 */
+        hash.bucket_size = ngx_align(2 * sizeof(void *) + 2 * 128,
+                                     ngx_cacheline_size);
         hash.name = "aigov_models_hash";
         hash.pool = cf->pool;
         hash.temp_pool = NULL;

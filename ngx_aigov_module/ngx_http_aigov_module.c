@@ -11,6 +11,7 @@ static ngx_int_t ngx_http_aigov_handler(ngx_http_request_t *r);
 static void ngx_http_aigov_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_aigov_run_chain(ngx_http_request_t *r,
     ngx_aigov_ctx_t *ctx);
+static void ngx_http_aigov_count(ngx_aigov_ctx_t *ctx);
 static ngx_int_t ngx_http_aigov_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_aigov_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
@@ -234,12 +235,13 @@ ngx_http_aigov_run_chain(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
             ctx->next_plugin = i;
             return NGX_AGAIN;
 
-        case NGX_DONE:
+        default: /* NGX_DONE, NGX_ERROR, NGX_HTTP_* */
             ctx->decided = 1;
-            return NGX_DONE;
 
-        default:
-            ctx->decided = 1;
+            if (ctx->decision != NGX_AIGOV_DECISION_NONE) {
+                ngx_http_aigov_count(ctx);
+            }
+
             return rc;
         }
     }
@@ -250,6 +252,7 @@ ngx_http_aigov_run_chain(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
     }
 
     ctx->decided = 1;
+    ngx_http_aigov_count(ctx);
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "aigov model \"%V\" variant \"%V\" upstream \"%V\" (%s)",
@@ -383,20 +386,28 @@ void
 ngx_aigov_choose(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
     ngx_aigov_variant_t *v, ngx_aigov_decision_e decision)
 {
+    /* counted once, when the decision phase ends: a later plugin may
+     * still override (rollback overrides a pinned version) */
     ctx->variant = v;
     ctx->decision = decision;
+}
 
+
+static void
+ngx_http_aigov_count(ngx_aigov_ctx_t *ctx)
+{
     /*
      * Two lock-free increments: the model counts decisions (its request
      * total is their sum), the variant counts requests.
      */
 
     if (ctx->model->shm) {
-        (void) ngx_atomic_fetch_add(&ctx->model->shm->decisions[decision], 1);
+        (void) ngx_atomic_fetch_add(&ctx->model->shm->decisions[ctx->decision],
+                                    1);
     }
 
-    if (v && v->shm) {
-        (void) ngx_atomic_fetch_add(&v->shm->requests, 1);
+    if (ctx->variant && ctx->variant->shm) {
+        (void) ngx_atomic_fetch_add(&ctx->variant->shm->requests, 1);
     }
 }
 

@@ -63,6 +63,10 @@ ngx_http_aigov_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
         break;
 
     case NGX_HTTP_AIGOV_VAR_DECISION:
+        if (ctx->decision == NGX_AIGOV_DECISION_NONE) {
+            break;
+        }
+
         d = ngx_http_aigov_decision_name(ctx->decision);
         v->len = ngx_strlen(d);
         v->data = (u_char *) d;

@@ -26,7 +26,11 @@ typedef struct {
     ngx_str_t                  name;
     ngx_int_t                  index;          /* $http_... or $cookie_... */
     ngx_str_t                  value;          /* value=: exact match */
+#if (NGX_PCRE)
     ngx_regex_t               *regex;          /* pattern=: regex match */
+#else
+    void                      *regex;          /* always NULL */
+#endif
     ngx_aigov_variant_t       *variant;        /* NULL: first candidate */
 } ngx_aigov_canary_override_t;
 
@@ -207,6 +211,7 @@ ngx_aigov_canary_override(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
         return NGX_OK;
     }
 
+#if (NGX_PCRE)
     if (o->regex) {
         s.len = vv->len;
         s.data = vv->data;
@@ -218,6 +223,9 @@ ngx_aigov_canary_override(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
         ngx_aigov_choose(r, ctx, o->variant, decision);
         return NGX_OK;
     }
+#else
+    (void) s;
+#endif
 
     switch (aigov_override_value((char *) vv->data, vv->len)) {
 
@@ -443,11 +451,13 @@ ngx_aigov_canary_header(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_aigov_canary_conf_t *ccf = conf;
 
-    u_char                        errstr[NGX_MAX_CONF_ERRSTR];
     ngx_str_t                    *value;
     ngx_uint_t                    i;
-    ngx_regex_compile_t           rc;
     ngx_aigov_canary_override_t  *o;
+#if (NGX_PCRE)
+    u_char                        errstr[NGX_MAX_CONF_ERRSTR];
+    ngx_regex_compile_t           rc;
+#endif
 
     value = cf->args->elts;
 
@@ -475,6 +485,7 @@ ngx_aigov_canary_header(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+#if (NGX_PCRE)
         if (ngx_strncmp(value[i].data, "pattern=", 8) == 0
             && value[i].len > 8 && o->value.len == 0 && o->regex == NULL)
         {
@@ -496,6 +507,14 @@ ngx_aigov_canary_header(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             o->regex = rc.regex;
             continue;
         }
+#else
+        if (ngx_strncmp(value[i].data, "pattern=", 8) == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"pattern=\" in \"canary_header\" needs "
+                               "nginx built with PCRE");
+            return NGX_CONF_ERROR;
+        }
+#endif
 
         if (ngx_strncmp(value[i].data, "variant=", 8) == 0
             && o->variant == NULL)
