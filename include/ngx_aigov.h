@@ -67,6 +67,24 @@ typedef struct {
 } ngx_aigov_variant_t;
 
 
+/*
+ * Runtime control of a model (admin API, Redis), as this worker last read
+ * it from the shared zone.  Refreshed when the zone's version moves on;
+ * read it through ngx_aigov_runtime().  Config emergencies still win:
+ * "kill_switch on" and "rollback on" in the config cannot be undone here.
+ */
+typedef struct {
+    uint64_t                   version;      /* 0: never set at runtime */
+    ngx_int_t                  kill;         /* -1 unset, 0 off, 1 on */
+    ngx_int_t                  rollback;     /* -1 unset, 0 off, 1 on */
+    ngx_aigov_variant_t       *active;       /* blue-green colour, or NULL */
+    ngx_uint_t                 has_weights;
+    ngx_uint_t                 n;            /* canary weights */
+    uint32_t                   weights[NGX_AIGOV_MAX_VARIANTS];
+    ngx_aigov_variant_t       *candidates[NGX_AIGOV_MAX_VARIANTS];
+} ngx_aigov_runtime_t;
+
+
 struct ngx_aigov_model_s {
     ngx_str_t                  name;
     ngx_array_t                aliases;      /* ngx_str_t */
@@ -74,6 +92,7 @@ struct ngx_aigov_model_s {
     ngx_aigov_variant_t       *stable;
     ngx_uint_t                 index;
     ngx_aigov_shm_node_t      *shm;
+    ngx_aigov_runtime_t        runtime;      /* per worker cache */
     void                      *plugin_conf[NGX_AIGOV_MAX_PLUGINS];
     u_char                    *file;
     ngx_uint_t                 line;
@@ -180,6 +199,9 @@ struct ngx_aigov_plugin_s {
 /* Services the core offers to plugins. */
 
 ngx_aigov_ctx_t *ngx_aigov_get_ctx(ngx_http_request_t *r);
+
+/* The model's runtime control, refreshed from the zone when it changed. */
+ngx_aigov_runtime_t *ngx_aigov_runtime(ngx_aigov_model_t *model);
 
 /* The plugin's conf for a model; NULL when the block did not use it. */
 #define ngx_aigov_model_conf(model, plugin)                                  \

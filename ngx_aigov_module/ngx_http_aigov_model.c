@@ -78,6 +78,8 @@ ngx_http_aigov_model_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     model->name = value[1];
     model->index = mcf->models.nelts;
+    model->runtime.kill = -1;
+    model->runtime.rollback = -1;
     model->file = cf->conf_file->file.name.data;
     model->line = cf->conf_file->line;
 

@@ -29,6 +29,7 @@ static char *ngx_http_aigov_merge_loc_conf(ngx_conf_t *cf, void *parent,
 static char *ngx_http_aigov_chain_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_http_aigov_init_process(ngx_cycle_t *cycle);
+static void ngx_http_aigov_exit_process(ngx_cycle_t *cycle);
 
 
 static ngx_command_t  ngx_http_aigov_commands[] = {
@@ -43,6 +44,13 @@ static ngx_command_t  ngx_http_aigov_commands[] = {
     { ngx_string("aigov_model"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_BLOCK|NGX_CONF_TAKE1,
       ngx_http_aigov_model_block,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aigov_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_aigov_redis,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -97,7 +105,7 @@ ngx_module_t  ngx_http_aigov_module = {
     ngx_http_aigov_init_process,           /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_aigov_exit_process,           /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -931,6 +939,10 @@ ngx_http_aigov_init_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t  i;
 
+    if (ngx_http_aigov_control_init_worker(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     for (i = 0; i < ngx_aigov_nplugins; i++) {
         if (ngx_aigov_plugins[i]->init_worker
             && ngx_aigov_plugins[i]->init_worker(cycle) != NGX_OK)
@@ -940,4 +952,11 @@ ngx_http_aigov_init_process(ngx_cycle_t *cycle)
     }
 
     return NGX_OK;
+}
+
+
+static void
+ngx_http_aigov_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_aigov_control_exit_worker(cycle);
 }

@@ -24,6 +24,32 @@
 #define NGX_HTTP_AIGOV_SRC_OPENAI      3
 
 
+#define NGX_HTTP_AIGOV_WEIGHTS_LEN    (NGX_AIGOV_MAX_VARIANTS * 140)
+
+
+/*
+ * Runtime control of a model in the zone.  Written by any worker under the
+ * zone's mutex, read without it through the seqlock "seq" (odd while a
+ * write is in progress): the request path only compares "version" with its
+ * worker's cached copy.
+ */
+typedef struct {
+    ngx_atomic_t               seq;
+    uint64_t                   version;
+    int8_t                     kill;         /* -1 unset, 0, 1 */
+    int8_t                     rollback;
+    uint8_t                    dirty;        /* not yet in Redis */
+    uint8_t                    active_len;
+    uint16_t                   weights_len;
+    uint8_t                    by_len;
+    time_t                     updated;
+    u_char                     by[64];       /* token name, "redis" */
+    u_char                     active[128];  /* variant name */
+    u_char                     weights[NGX_HTTP_AIGOV_WEIGHTS_LEN];
+                                             /* "v2=5%,v3=0.25%" */
+} ngx_http_aigov_control_t;
+
+
 /* One node per model and per model/variant in the shared zone. */
 struct ngx_aigov_shm_node_s {
     ngx_str_node_t             sn;           /* key: "model" or "model/v" */
@@ -31,8 +57,21 @@ struct ngx_aigov_shm_node_s {
     ngx_uint_t                 generation;   /* last config that used it */
     ngx_atomic_t               requests;     /* variant nodes */
     ngx_atomic_t               decisions[NGX_AIGOV_DECISION_LAST]; /* model */
+    ngx_http_aigov_control_t   control;      /* model nodes */
     u_char                     key[1];
 };
+
+
+typedef struct {
+    ngx_addr_t                 addr;
+    ngx_str_t                  password;
+    ngx_int_t                  db;
+    ngx_str_t                  prefix;       /* "aigov:" */
+    ngx_msec_t                 connect_timeout;
+    ngx_msec_t                 command_timeout;
+    ngx_msec_t                 backoff_max;
+    ngx_msec_t                 sync_interval;
+} ngx_http_aigov_redis_conf_t;
 
 
 typedef struct {
@@ -41,6 +80,13 @@ typedef struct {
     ngx_queue_t                queue;
     ngx_uint_t                 generation;   /* config loads seen */
     time_t                     created;
+
+    /* fleet sync, written by the syncing worker */
+    ngx_atomic_t               redis_ready;
+    time_t                     redis_since;  /* last state change */
+    time_t                     last_sync;
+    ngx_uint_t                 redis_failures;
+    u_char                     redis_error[128];
 } ngx_http_aigov_shctx_t;
 
 
@@ -48,6 +94,8 @@ typedef struct {
     ngx_http_aigov_shctx_t    *sh;
     ngx_slab_pool_t           *shpool;
     ngx_shm_zone_t            *shm_zone;
+
+    ngx_http_aigov_redis_conf_t *redis;       /* NULL: one node, no Redis */
 
     ngx_array_t                models;       /* ngx_aigov_model_t * */
     ngx_hash_t                 model_hash;   /* names and aliases */
@@ -106,6 +154,43 @@ ngx_int_t ngx_http_aigov_add_variables(ngx_conf_t *cf);
 
 /* ngx_http_aigov_upstream.c */
 char *ngx_http_aigov_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+/* ngx_http_aigov_control.c */
+char *ngx_http_aigov_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_aigov_control_init_worker(ngx_cycle_t *cycle);
+void ngx_http_aigov_control_exit_worker(ngx_cycle_t *cycle);
+void ngx_http_aigov_control_read(ngx_aigov_model_t *model,
+    ngx_http_aigov_control_t *out);
+json_t *ngx_http_aigov_control_json(ngx_aigov_model_t *model);
+json_t *ngx_http_aigov_redis_json(ngx_http_aigov_main_conf_t *mcf);
+
+/*
+ * A change from the admin API: "apply" edits a copy of the control state;
+ * the result is stored in the zone and, with Redis, in Redis (with an audit
+ * entry and a publish) before done() is called.
+ */
+typedef struct ngx_http_aigov_change_s  ngx_http_aigov_change_t;
+
+typedef void (*ngx_http_aigov_change_done_pt)(ngx_http_aigov_change_t *ch);
+
+struct ngx_http_aigov_change_s {
+    ngx_aigov_model_t               *model;
+    ngx_http_aigov_control_t         old;
+    ngx_http_aigov_control_t         new;
+    ngx_str_t                        action;
+    ngx_str_t                        actor;     /* token name */
+    ngx_str_t                        reason;
+    ngx_http_aigov_change_done_pt    done;
+    void                            *data;
+    void                            *cmd;       /* pending Redis command */
+    ngx_uint_t                       propagated;
+    ngx_log_t                       *log;
+};
+
+ngx_int_t ngx_http_aigov_control_change(ngx_http_aigov_change_t *ch);
+void ngx_http_aigov_control_cancel(ngx_http_aigov_change_t *ch);
+ngx_int_t ngx_http_aigov_parse_weights(ngx_aigov_model_t *model, u_char *s,
+    size_t len, ngx_aigov_runtime_t *rt, ngx_str_t *err);
 
 /* ngx_http_aigov_status.c */
 char *ngx_http_aigov_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -235,6 +235,8 @@ ngx_http_aigov_shm_attach(ngx_http_aigov_main_conf_t *mcf, ngx_str_t *key)
     node->sn.str.len = key->len;
     node->sn.node.key = hash;
     node->generation = mcf->generation;
+    node->control.kill = -1;
+    node->control.rollback = -1;
 
     ngx_rbtree_insert(&mcf->sh->rbtree, &node->sn.node);
     ngx_queue_insert_head(&mcf->sh->queue, &node->queue);

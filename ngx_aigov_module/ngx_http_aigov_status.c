@@ -77,6 +77,7 @@ ngx_http_aigov_status_doc(ngx_http_request_t *r)
                       "created", (json_int_t) mcf->sh->created));
     }
 
+    json_object_set_new(doc, "redis", ngx_http_aigov_redis_json(mcf));
     json_object_set_new(doc, "models", models);
 
     m = mcf->models.elts;
@@ -143,6 +144,7 @@ ngx_http_aigov_status_doc(ngx_http_request_t *r)
         }
 
         json_object_set_new(jm, "variants", vars);
+        json_object_set_new(jm, "runtime", ngx_http_aigov_control_json(m[i]));
 
         for (j = 0; j < ngx_aigov_nplugins; j++) {
             p = ngx_aigov_plugins_sorted[j];

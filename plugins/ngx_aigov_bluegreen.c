@@ -80,6 +80,8 @@ ngx_aigov_plugin_t  ngx_aigov_bluegreen_plugin = {
 static ngx_int_t
 ngx_aigov_bluegreen_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
 {
+    ngx_aigov_runtime_t         *rt;
+    ngx_aigov_variant_t         *active;
     ngx_http_variable_value_t   *hv;
     ngx_aigov_bluegreen_conf_t  *conf;
 
@@ -88,6 +90,10 @@ ngx_aigov_bluegreen_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
     if (conf == NULL || ctx->variant) {
         return NGX_DECLINED;
     }
+
+    /* the colour switched at runtime wins over the config's */
+    rt = ngx_aigov_runtime(ctx->model);
+    active = rt->active ? rt->active : conf->active;
 
     if (conf->preview) {
         hv = ngx_http_get_indexed_variable(r, conf->header_index);
@@ -99,7 +105,7 @@ ngx_aigov_bluegreen_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
         }
     }
 
-    ngx_aigov_choose(r, ctx, conf->active, NGX_AIGOV_DECISION_ACTIVE);
+    ngx_aigov_choose(r, ctx, active, NGX_AIGOV_DECISION_ACTIVE);
 
     return NGX_OK;
 }
@@ -108,16 +114,21 @@ ngx_aigov_bluegreen_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
 static ngx_int_t
 ngx_aigov_bluegreen_status(ngx_aigov_model_t *model, void *conf, json_t *out)
 {
+    ngx_aigov_runtime_t         *rt;
+    ngx_aigov_variant_t         *active;
     ngx_aigov_bluegreen_conf_t  *bcf = conf;
 
     if (bcf == NULL) {
         return NGX_OK;
     }
 
+    rt = ngx_aigov_runtime(model);
+    active = rt->active ? rt->active : bcf->active;
+
     json_object_set_new(out, "mode", json_string("bluegreen"));
     json_object_set_new(out, "active",
-                        json_stringn((char *) bcf->active->name.data,
-                                     bcf->active->name.len));
+                        json_stringn((char *) active->name.data,
+                                     active->name.len));
 
     if (bcf->preview) {
         json_object_set_new(out, "preview",

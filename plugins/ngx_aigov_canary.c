@@ -127,18 +127,48 @@ static ngx_int_t
 ngx_aigov_canary_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
 {
     int                           i;
-    uint32_t                      bucket;
+    uint32_t                      bucket, *weights;
     ngx_str_t                     key;
     ngx_int_t                     rc;
-    ngx_uint_t                    k;
+    ngx_uint_t                    k, n;
+    ngx_aigov_runtime_t          *rt;
+    ngx_aigov_variant_t         **candidates;
     ngx_aigov_decision_e          decision;
     ngx_aigov_canary_conf_t      *conf;
     ngx_aigov_canary_override_t  *o;
 
-    conf = ngx_aigov_model_conf(ctx->model, ngx_aigov_canary_plugin);
-
-    if (conf == NULL || ctx->variant) {
+    if (ctx->variant) {
         return NGX_DECLINED;
+    }
+
+    conf = ngx_aigov_model_conf(ctx->model, ngx_aigov_canary_plugin);
+    rt = ngx_aigov_runtime(ctx->model);
+
+    /* weights set at runtime replace the config's */
+
+    if (rt->has_weights) {
+        n = rt->n;
+        weights = rt->weights;
+        candidates = rt->candidates;
+
+    } else if (conf) {
+        n = conf->n;
+        weights = conf->weights;
+        candidates = conf->candidates;
+
+    } else {
+        return NGX_DECLINED;
+    }
+
+    if (conf == NULL) {
+        /* runtime weights on a model without canary directives */
+        bucket = (uint32_t) ngx_random() % AIGOV_WEIGHT_SCALE;
+        i = aigov_pick(weights, n, bucket);
+
+        ngx_aigov_choose(r, ctx, (i < 0) ? ctx->model->stable
+                                         : candidates[i],
+                         NGX_AIGOV_DECISION_WEIGHT);
+        return NGX_OK;
     }
 
     o = conf->headers.elts;
@@ -178,10 +208,10 @@ ngx_aigov_canary_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
         decision = NGX_AIGOV_DECISION_WEIGHT;
     }
 
-    i = aigov_pick(conf->weights, conf->n, bucket);
+    i = aigov_pick(weights, n, bucket);
 
     ngx_aigov_choose(r, ctx, (i < 0) ? ctx->model->stable
-                                     : conf->candidates[i], decision);
+                                     : candidates[i], decision);
 
     return NGX_OK;
 }
@@ -249,11 +279,25 @@ ngx_aigov_canary_status(ngx_aigov_model_t *model, void *conf, json_t *out)
     char                      buf[8];
     json_t                   *w;
     size_t                    len;
-    uint32_t                  rest;
-    ngx_uint_t                i;
+    uint32_t                  rest, *weights;
+    ngx_uint_t                i, n;
+    ngx_aigov_runtime_t      *rt;
+    ngx_aigov_variant_t     **candidates;
     ngx_aigov_canary_conf_t  *ccf = conf;
 
-    if (ccf == NULL) {
+    rt = ngx_aigov_runtime(model);
+
+    if (rt->has_weights) {
+        n = rt->n;
+        weights = rt->weights;
+        candidates = rt->candidates;
+
+    } else if (ccf) {
+        n = ccf->n;
+        weights = ccf->weights;
+        candidates = ccf->candidates;
+
+    } else {
         return NGX_OK;
     }
 
@@ -262,15 +306,15 @@ ngx_aigov_canary_status(ngx_aigov_model_t *model, void *conf, json_t *out)
         return NGX_ERROR;
     }
 
-    for (i = 0; i < ccf->n; i++) {
-        len = aigov_format_percent(ccf->weights[i], buf);
+    for (i = 0; i < n; i++) {
+        len = aigov_format_percent(weights[i], buf);
         buf[len++] = '%';
-        json_object_setn_new(w, (char *) ccf->candidates[i]->name.data,
-                             ccf->candidates[i]->name.len,
+        json_object_setn_new(w, (char *) candidates[i]->name.data,
+                             candidates[i]->name.len,
                              json_stringn(buf, len));
     }
 
-    rest = AIGOV_WEIGHT_SCALE - aigov_weights_sum(ccf->weights, ccf->n);
+    rest = AIGOV_WEIGHT_SCALE - aigov_weights_sum(weights, n);
     len = aigov_format_percent(rest, buf);
     buf[len++] = '%';
     json_object_setn_new(w, (char *) model->stable->name.data,
@@ -278,7 +322,10 @@ ngx_aigov_canary_status(ngx_aigov_model_t *model, void *conf, json_t *out)
 
     json_object_set_new(out, "mode", json_string("canary"));
     json_object_set_new(out, "weights", w);
-    json_object_set_new(out, "sticky", json_boolean(ccf->sticky != NULL));
+    json_object_set_new(out, "weights_from",
+                        json_string(rt->has_weights ? "runtime" : "config"));
+    json_object_set_new(out, "sticky",
+                        json_boolean(ccf && ccf->sticky != NULL));
 
     return NGX_OK;
 }

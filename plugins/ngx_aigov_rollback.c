@@ -73,16 +73,17 @@ ngx_aigov_plugin_t  ngx_aigov_rollback_plugin = {
 static ngx_int_t
 ngx_aigov_rollback_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
 {
+    time_t                      retry_after;
     ngx_str_t                   detail;
+    ngx_aigov_runtime_t        *rt;
     ngx_aigov_rollback_conf_t  *conf;
 
     conf = ngx_aigov_model_conf(ctx->model, ngx_aigov_rollback_plugin);
+    rt = ngx_aigov_runtime(ctx->model);
 
-    if (conf == NULL) {
-        return NGX_DECLINED;
-    }
+    /* an emergency in the config cannot be undone at runtime */
 
-    if (conf->kill == 1) {
+    if ((conf && conf->kill == 1) || rt->kill == 1) {
         ngx_aigov_choose(r, ctx, NULL, NGX_AIGOV_DECISION_KILL);
 
         detail.len = sizeof("model \"\" is switched off by its kill switch")
@@ -95,12 +96,14 @@ ngx_aigov_rollback_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
         ngx_sprintf(detail.data, "model \"%V\" is switched off by its "
                     "kill switch", &ctx->model->name);
 
+        retry_after = conf ? conf->retry_after : 30;
+
         return ngx_aigov_send_problem(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                       "model-disabled", "Model disabled",
-                                      &detail, conf->retry_after);
+                                      &detail, retry_after);
     }
 
-    if (conf->rollback == 1) {
+    if ((conf && conf->rollback == 1) || rt->rollback == 1) {
         ngx_aigov_choose(r, ctx, ctx->model->stable,
                          NGX_AIGOV_DECISION_ROLLBACK);
         return NGX_OK;
@@ -113,12 +116,22 @@ ngx_aigov_rollback_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
 static ngx_int_t
 ngx_aigov_rollback_status(ngx_aigov_model_t *model, void *conf, json_t *out)
 {
+    ngx_aigov_runtime_t        *rt;
     ngx_aigov_rollback_conf_t  *rcf = conf;
 
+    rt = ngx_aigov_runtime(model);
+
+    /* effective values: config or runtime */
     json_object_set_new(out, "rollback",
-                        json_boolean(rcf && rcf->rollback == 1));
+                        json_boolean((rcf && rcf->rollback == 1)
+                                     || rt->rollback == 1));
     json_object_set_new(out, "kill_switch",
-                        json_boolean(rcf && rcf->kill == 1));
+                        json_boolean((rcf && rcf->kill == 1)
+                                     || rt->kill == 1));
+    json_object_set_new(out, "config",
+                        json_pack("{s:b, s:b}",
+                                  "rollback", rcf && rcf->rollback == 1,
+                                  "kill_switch", rcf && rcf->kill == 1));
 
     return NGX_OK;
 }
