@@ -44,7 +44,9 @@ $(OBJS)/Makefile: config plugins/ngx_aigov_plugins.h
 
 $(MODULE): $(OBJS)/Makefile $(SOURCES)
 	cd $(SRC_COPY) && $(MAKE) -f $(OBJS)/Makefile modules
-	cp $(OBJS)/ngx_http_aigov_module.so $(MODULE)
+	@# never overwrite the file in place: a running nginx maps it
+	cp $(OBJS)/ngx_http_aigov_module.so $(MODULE).tmp
+	mv -f $(MODULE).tmp $(MODULE)
 	@echo "built $(MODULE)"
 
 unit:

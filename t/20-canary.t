@@ -234,11 +234,22 @@ my $ng = start_nginx(nginx_conf(http_conf()));
 # helpers
 # ---------------------------------------------------------------------------
 
+# Stop the file early, instead of looping for minutes, when nginx no longer
+# answers at all (e.g. workers crashing).
+my $NO_RESPONSE = 0;
+sub no_response_guard {
+    my ($r) = @_;
+    return unless $r->{status} == 599;
+    die "nginx stopped answering: 20 requests without a response (last: $r->{error})\n"
+        if ++$NO_RESPONSE >= 20;
+}
+
 # One request; returns the fields the assertions compare.
 sub route {
     my (%a) = @_;
     my $port = delete $a{port};
-    my $r = http_req(%a, $port ? (port => $port) : ());
+    my $r = http_req(timeout => 5, %a, $port ? (port => $port) : ());
+    no_response_guard($r);
     my $h = $r->{headers};
     return {
         status   => $r->{status},
@@ -366,7 +377,7 @@ sub variant_counters {
 
 {
     my $KEYS = 1000;
-    my (%seen, $inconsistent_keys, $wrong_math, $not_sticky, $bad_fixture);
+    my ($inconsistent_keys, $wrong_math, $not_sticky, $bad_fixture);
     $inconsistent_keys = $wrong_math = $not_sticky = $bad_fixture = 0;
     my %per_variant;
     for my $i (1 .. $KEYS) {

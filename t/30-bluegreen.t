@@ -75,9 +75,20 @@ my $ng = start_nginx(nginx_conf(http_conf()));
 
 # --- helpers ----------------------------------------------------------------
 
+# Stop the file early, instead of looping for minutes, when nginx no longer
+# answers at all (e.g. workers crashing).
+my $NO_RESPONSE = 0;
+sub req {
+    my (%a) = @_;
+    my $r = http_req(timeout => 5, %a);
+    die "nginx stopped answering: 20 requests without a response (last: $r->{error})\n"
+        if $r->{status} == 599 && ++$NO_RESPONSE >= 20;
+    return $r;
+}
+
 sub f {
     my ($model, @h) = @_;
-    my $r = http_req(path => "/f/x?m=$model", headers => [@h]);
+    my $r = req(path => "/f/x?m=$model", headers => [@h]);
     my $h = $r->{headers};
     return [ $r->{status}, $h->{'x-aigov-variant'}, $h->{'x-decision'}, $h->{'x-served-by'},
              $h->{'x-model-version'} ];
@@ -100,7 +111,7 @@ sub sample {
 
 sub status_variants {
     my ($model) = @_;
-    my $s = http_get('/status');
+    my $s = req(path => '/status');
     my ($m) = grep { $_->{name} eq $model } @{ $s->{json}{models} // [] };
     return { map { $_->{name} => $_->{requests} } @{ $m->{variants} // [] } }, $m;
 }
@@ -128,6 +139,8 @@ sub wrk_during {
         my $out = <$fh>;
         close $fh;
         push @res, eval { JSON::PP->new->decode($out // '') } // { error => "no wrk result: $@" };
+        # wrk prints the "Socket errors" line only when there were some
+        $res[-1]{$_} //= 0 for qw(requests non2xx socket_errors err_connect err_read err_write err_timeout);
     }
     return @res;
 }
@@ -140,10 +153,10 @@ is_deeply f('embed', 'X-Canary' => 'always'), want('blue', 'active'), 'canary he
 
 {
     my $body = { inputs => [ { name => 'x', shape => [1], datatype => 'FP32', data => [1] } ] };
-    my $r = http_req(path => '/v2/models/embed/infer', body => $body);
+    my $r = req(path => '/v2/models/embed/infer', body => $body);
     is_deeply [ $r->{status}, $r->{headers}{'x-aigov-variant'}, $r->{headers}{'x-decision'}, $r->{json}{served_by} ],
               [ 200, 'blue', 'active', 'stable' ], 'KServe path: active colour';
-    $r = http_req(path => '/v2/models/embed/versions/1.5.0/infer', body => $body);
+    $r = req(path => '/v2/models/embed/versions/1.5.0/infer', body => $body);
     is_deeply [ $r->{status}, $r->{headers}{'x-aigov-variant'}, $r->{headers}{'x-decision'}, $r->{json}{served_by} ],
               [ 200, 'green', 'pinned', 'candidate' ], 'KServe path with the green version: pinned beats active';
 }

@@ -121,6 +121,17 @@ my $ng = start_nginx(nginx_conf(http_conf()));
 
 # --- helpers ----------------------------------------------------------------
 
+# Stop the file early, instead of looping for minutes, when nginx no longer
+# answers at all (e.g. workers crashing).
+my $NO_RESPONSE = 0;
+sub req {
+    my (%a) = @_;
+    my $r = http_req(timeout => 5, %a);
+    die "nginx stopped answering: 20 requests without a response (last: $r->{error})\n"
+        if $r->{status} == 599 && ++$NO_RESPONSE >= 20;
+    return $r;
+}
+
 sub summary {
     my ($r) = @_;
     my $h = $r->{headers};
@@ -132,19 +143,19 @@ sub want { my ($v, $decision) = @_; [ 200, $v, $decision, $FIXTURE_OF{$v}, $VERS
 
 sub f {
     my ($model, @h) = @_;
-    return summary(http_req(path => "/f/x?m=$model", headers => [@h]));
+    return summary(req(path => "/f/x?m=$model", headers => [@h]));
 }
 
 my $INFER = { inputs => [ { name => 'x', shape => [1], datatype => 'FP32', data => [1] } ] };
 
 sub pinned {
     my ($model, $version, @h) = @_;
-    return summary(http_req(path => "/v2/models/$model/versions/$version/infer", body => $INFER, headers => [@h]));
+    return summary(req(path => "/v2/models/$model/versions/$version/infer", body => $INFER, headers => [@h]));
 }
 
 sub openai {
     my ($model, @h) = @_;
-    return summary(http_req(path => '/v1/chat/completions', body => { model => $model, messages => [] },
+    return summary(req(path => '/v1/chat/completions', body => { model => $model, messages => [] },
                             headers => [@h]));
 }
 
@@ -162,7 +173,7 @@ sub sample {
 
 sub status_model {
     my ($name) = @_;
-    my $s = http_get('/status');
+    my $s = req(path => '/status');
     my ($m) = grep { $_->{name} eq $name } @{ $s->{json}{models} // [] };
     return $m;
 }
@@ -213,6 +224,8 @@ sub wrk_during {
         my $out = <$fh>;
         close $fh;
         push @res, eval { JSON::PP->new->decode($out // '') } // { error => "no wrk result: $@" };
+        # wrk prints the "Socket errors" line only when there were some
+        $res[-1]{$_} //= 0 for qw(requests non2xx socket_errors err_connect err_read err_write err_timeout);
     }
     return @res;
 }
@@ -329,23 +342,23 @@ is_deeply pinned('live', '1.5.0'), want('v2', 'pinned'), 'model live unaffected:
 {
     my $before = status_model('dead');
     my $n = 0;
-    is_deeply killed(http_get('/f/x?m=dead')), want_killed('dead', 30), 'kill switch: 503 problem, Retry-After 30';
+    is_deeply killed(req(path => '/f/x?m=dead')), want_killed('dead', 30), 'kill switch: 503 problem, Retry-After 30';
     $n++;
-    my $r = http_get('/f/x?m=dead');
+    my $r = req(path => '/f/x?m=dead');
     $n++;
     is $r->{json}{title}, 'Model disabled', 'kill switch: problem title';
     like $r->{json}{detail}, qr/^model "dead" is switched off by its kill switch$/, 'kill switch: problem detail';
     is $r->{headers}{'content-length'}, length($r->{body}), 'kill switch: Content-Length matches the body';
-    is_deeply killed(http_req(path => '/f/x?m=dead', headers => ['X-Canary' => 'always'])), want_killed('dead', 30),
+    is_deeply killed(req(path => '/f/x?m=dead', headers => ['X-Canary' => 'always'])), want_killed('dead', 30),
         'kill switch beats X-Canary: always';
     $n++;
-    is_deeply killed(http_req(path => '/v2/models/dead/versions/1.5.0/infer', body => $INFER)), want_killed('dead', 30),
+    is_deeply killed(req(path => '/v2/models/dead/versions/1.5.0/infer', body => $INFER)), want_killed('dead', 30),
         'kill switch beats a pinned KServe version';
     $n++;
-    is_deeply killed(http_req(path => '/v1/chat/completions', body => { model => 'dead', messages => [] })),
+    is_deeply killed(req(path => '/v1/chat/completions', body => { model => 'dead', messages => [] })),
         want_killed('dead', 30), 'kill switch with OpenAI body routing';
     $n++;
-    for (1 .. 95) { $n++ if http_get('/f/x?m=dead')->{status} == 503 }
+    for (1 .. 95) { $n++ if req(path => '/f/x?m=dead')->{status} == 503 }
     is $n, 100, '100 requests, 100 answers 503';
 
     my $after = status_model('dead');
@@ -356,14 +369,14 @@ is_deeply pinned('live', '1.5.0'), want('v2', 'pinned'), 'model live unaffected:
     is $after->{kill_switch}, JSON::PP::true, 'aigov_status: kill_switch true';
 }
 
-is_deeply killed(http_get('/f/x?m=dead60')), want_killed('dead60', 60), 'kill_switch retry_after=60s: Retry-After 60';
-is_deeply killed(http_get('/f/x?m=dead1m')), want_killed('dead1m', 60),
+is_deeply killed(req(path => '/f/x?m=dead60')), want_killed('dead60', 60), 'kill_switch retry_after=60s: Retry-After 60';
+is_deeply killed(req(path => '/f/x?m=dead1m')), want_killed('dead1m', 60),
     'kill_switch retry_after=1m: Retry-After 60 (and the kill switch beats rollback)';
 
 # the model is not called: variants where nothing listens
-is_deeply killed(http_get('/f/x?m=ghost')), want_killed('ghost', 30),
+is_deeply killed(req(path => '/f/x?m=ghost')), want_killed('ghost', 30),
     'kill switch with variants where nothing listens: 503 from aigov, not 502';
-is http_get('/f/x?m=ghostlive')->{status}, 502, 'control: the same variants without the kill switch give 502';
+is req(path => '/f/x?m=ghostlive')->{status}, 502, 'control: the same variants without the kill switch give 502';
 my $ghost_error = qr/connect\(\) failed .*upstream: "http:\/\/127\.0\.0\.1:$nowhere\//;
 my @connect_errors = grep { /connect\(\) failed/ } error_log_lines();
 is scalar(@connect_errors), 1, 'exactly one upstream connect error in the log (the control request)'
@@ -422,7 +435,7 @@ ok $ng->reload(nginx_conf(http_conf(kill => 'on', rollback => 'on'))), 'reload: 
 {
     my $before = status_model('chat');
     my %got;
-    $got{ join '|', map { $_ // '-' } @{ killed(http_req(path => '/f/x?m=chat', headers => ['X-Canary' => 'always'])) } }++
+    $got{ join '|', map { $_ // '-' } @{ killed(req(path => '/f/x?m=chat', headers => ['X-Canary' => 'always'])) } }++
         for 1 .. 50;
     is_deeply \%got, { join('|', map { $_ // '-' } @{ want_killed('chat', 30) }) => 50 },
         'kill switch by reload: 50 of 50 requests answered 503 by aigov';
