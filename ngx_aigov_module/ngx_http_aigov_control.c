@@ -92,6 +92,13 @@ static ngx_str_t                    ngx_http_aigov_channel;
 static ngx_str_t                    ngx_http_aigov_audit_key;
 
 
+struct ngx_aigov_redis_s *
+ngx_http_aigov_control_client(void)
+{
+    return ngx_http_aigov_cmd;
+}
+
+
 /* The request path. */
 
 ngx_aigov_runtime_t *
@@ -739,6 +746,18 @@ ngx_http_aigov_tristate(redisReply *v)
 }
 
 
+static ngx_uint_t
+ngx_http_aigov_control_same(ngx_http_aigov_control_t *a,
+    ngx_http_aigov_control_t *b)
+{
+    return a->kill == b->kill && a->rollback == b->rollback
+           && a->active_len == b->active_len
+           && ngx_memcmp(a->active, b->active, a->active_len) == 0
+           && a->weights_len == b->weights_len
+           && ngx_memcmp(a->weights, b->weights, a->weights_len) == 0;
+}
+
+
 static void
 ngx_http_aigov_fetch_reply(void *data, redisReply *reply)
 {
@@ -810,6 +829,16 @@ ngx_http_aigov_fetch_reply(void *data, redisReply *reply)
     ngx_shmtx_lock(&ngx_http_aigov_sync_mcf->shpool->mutex);
 
     ngx_http_aigov_control_read(model, &local);
+
+    if (local.dirty && remote.version == local.version
+        && ngx_http_aigov_control_same(&local, &remote))
+    {
+        /* our write timed out but reached Redis after all */
+        local.dirty = 0;
+        ngx_http_aigov_control_store(model, &local);
+        ngx_shmtx_unlock(&ngx_http_aigov_sync_mcf->shpool->mutex);
+        return;
+    }
 
     if (remote.version > local.version
         || (local.dirty && remote.version && remote.version >= local.version))

@@ -69,6 +69,13 @@ static ngx_command_t  ngx_http_aigov_commands[] = {
       0,
       NULL },
 
+    { ngx_string("aigov_admin"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_aigov_admin,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("aigov_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_aigov_status,
@@ -458,6 +465,20 @@ ngx_aigov_send_problem(ngx_http_request_t *r, ngx_uint_t status,
     const char *type, const char *title, ngx_str_t *detail,
     time_t retry_after)
 {
+    ngx_http_finalize_request(r,
+        ngx_http_aigov_problem(r, status, type, title, detail, retry_after));
+
+    return NGX_DONE;
+}
+
+
+/* Sends a problem response; the caller finalizes with what it returns. */
+
+ngx_int_t
+ngx_http_aigov_problem(ngx_http_request_t *r, ngx_uint_t status,
+    const char *type, const char *title, ngx_str_t *detail,
+    time_t retry_after)
+{
     size_t            len;
     u_char           *p;
     ngx_int_t         rc;
@@ -489,8 +510,7 @@ ngx_aigov_send_problem(ngx_http_request_t *r, ngx_uint_t status,
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
-        return ngx_http_filter_finalize_request(r, NULL,
-                                            NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     p = ngx_sprintf(b->last, "{\"type\":\"urn:aigov:problem:%s\""
@@ -518,8 +538,7 @@ ngx_aigov_send_problem(ngx_http_request_t *r, ngx_uint_t status,
     if (retry_after > 0) {
         h = ngx_list_push(&r->headers_out.headers);
         if (h == NULL) {
-            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-            return NGX_DONE;
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         h->hash = 1;
@@ -529,8 +548,7 @@ ngx_aigov_send_problem(ngx_http_request_t *r, ngx_uint_t status,
         h->key = retry_name;
         h->value.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
         if (h->value.data == NULL) {
-            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-            return NGX_DONE;
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
         h->value.len = ngx_sprintf(h->value.data, "%T", retry_after)
                        - h->value.data;
@@ -539,16 +557,13 @@ ngx_aigov_send_problem(ngx_http_request_t *r, ngx_uint_t status,
     rc = ngx_http_send_header(r);
 
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        ngx_http_finalize_request(r, rc);
-        return NGX_DONE;
+        return rc;
     }
 
     out.buf = b;
     out.next = NULL;
 
-    ngx_http_finalize_request(r, ngx_http_output_filter(r, &out));
-
-    return NGX_DONE;
+    return ngx_http_output_filter(r, &out);
 }
 
 

@@ -117,6 +117,7 @@ typedef struct {
     ngx_aigov_model_t         *model;        /* model=NAME, resolved */
     ngx_aigov_model_t         *default_model;
     ngx_array_t               *chain;        /* ngx_aigov_plugin_t *, sorted */
+    void                      *admin;        /* aigov_admin's conf */
     u_char                    *file;
     ngx_uint_t                 line;
 } ngx_http_aigov_loc_conf_t;
@@ -130,6 +131,9 @@ extern ngx_aigov_plugin_t     *ngx_aigov_plugins_sorted[];
 
 
 /* ngx_http_aigov_module.c */
+ngx_int_t ngx_http_aigov_problem(ngx_http_request_t *r, ngx_uint_t status,
+    const char *type, const char *title, ngx_str_t *detail,
+    time_t retry_after);
 ngx_int_t ngx_http_aigov_keep_json(ngx_http_request_t *r,
     ngx_aigov_ctx_t *ctx, json_t *doc);
 
@@ -157,6 +161,7 @@ char *ngx_http_aigov_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /* ngx_http_aigov_control.c */
 char *ngx_http_aigov_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+struct ngx_aigov_redis_s *ngx_http_aigov_control_client(void);
 ngx_int_t ngx_http_aigov_control_init_worker(ngx_cycle_t *cycle);
 void ngx_http_aigov_control_exit_worker(ngx_cycle_t *cycle);
 void ngx_http_aigov_control_read(ngx_aigov_model_t *model,
@@ -191,6 +196,9 @@ ngx_int_t ngx_http_aigov_control_change(ngx_http_aigov_change_t *ch);
 void ngx_http_aigov_control_cancel(ngx_http_aigov_change_t *ch);
 ngx_int_t ngx_http_aigov_parse_weights(ngx_aigov_model_t *model, u_char *s,
     size_t len, ngx_aigov_runtime_t *rt, ngx_str_t *err);
+
+/* ngx_http_aigov_admin.c */
+char *ngx_http_aigov_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /* ngx_http_aigov_status.c */
 char *ngx_http_aigov_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -1,0 +1,1296 @@
+/*
+ * ngx_aigov admin API: "aigov_admin tokens=FILE;" in a prefix location.
+ *
+ *   GET    models                  every model's state, Redis health
+ *   GET    models/{m}              one model
+ *   POST   models/{m}/kill         runtime kill switch on      (write token)
+ *   POST   models/{m}/unkill       ... off
+ *   POST   models/{m}/rollback     runtime rollback on
+ *   POST   models/{m}/unrollback   ... off
+ *   PUT    models/{m}/weights      {"weights": {"v2": "5%"}}
+ *   DELETE models/{m}/weights      back to the config's weights
+ *   PUT    models/{m}/active       {"active": "green"}
+ *   DELETE models/{m}/active       back to the config's colour
+ *   GET    audit[?count=N]         the Redis audit stream, newest first
+ *
+ * Bearer tokens from a file ("NAME ROLE TOKEN" lines, ROLE read | write),
+ * kept as SHA-256 digests and compared in constant time.  Every change is
+ * an audit record (log and Redis stream).  Errors are RFC 9457 problems.
+ */
+
+#include "ngx_http_aigov_module.h"
+#include "ngx_http_aigov_redis.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+
+#define NGX_HTTP_AIGOV_ROLE_READ       1
+#define NGX_HTTP_AIGOV_ROLE_WRITE      2
+
+#define NGX_HTTP_AIGOV_ADMIN_BODY_MAX  (16 * 1024)
+
+
+typedef struct {
+    ngx_str_t                  name;
+    ngx_uint_t                 role;
+    u_char                     digest[32];
+} ngx_http_aigov_token_t;
+
+
+typedef struct {
+    ngx_array_t               *tokens;       /* ngx_http_aigov_token_t */
+    ngx_str_t                  prefix;       /* the location's name */
+} ngx_http_aigov_admin_conf_t;
+
+
+typedef struct {
+    ngx_http_request_t        *request;
+    ngx_http_aigov_token_t    *token;
+    ngx_aigov_model_t         *model;
+    ngx_str_t                  op;           /* kill, weights, ... */
+    ngx_http_aigov_change_t    change;
+    ngx_aigov_redis_cmd_t     *cmd;          /* audit read */
+    ngx_int_t                  rc;           /* of a problem sent */
+    ngx_uint_t                 waiting;
+} ngx_http_aigov_admin_ctx_t;
+
+
+static ngx_int_t ngx_http_aigov_admin_handler(ngx_http_request_t *r);
+static void ngx_http_aigov_admin_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_aigov_admin_write(ngx_http_request_t *r,
+    ngx_http_aigov_admin_ctx_t *ctx, json_t *body);
+static void ngx_http_aigov_admin_done(ngx_http_aigov_change_t *ch);
+static ngx_int_t ngx_http_aigov_admin_audit(ngx_http_request_t *r,
+    ngx_http_aigov_admin_ctx_t *ctx);
+static void ngx_http_aigov_admin_audit_reply(void *data, redisReply *reply);
+static void ngx_http_aigov_admin_cleanup(void *data);
+static ngx_http_aigov_token_t *ngx_http_aigov_admin_auth(
+    ngx_http_request_t *r, ngx_http_aigov_admin_conf_t *acf);
+static ngx_int_t ngx_http_aigov_admin_send_json(ngx_http_request_t *r,
+    ngx_uint_t status, json_t *doc);
+static ngx_int_t ngx_http_aigov_admin_problem(ngx_http_request_t *r,
+    ngx_uint_t status, const char *type, const char *title,
+    const char *fmt, ...);
+static json_t *ngx_http_aigov_admin_model_json(ngx_aigov_model_t *model);
+
+
+static ngx_http_aigov_admin_conf_t *
+ngx_http_aigov_admin_conf(ngx_http_request_t *r)
+{
+    ngx_http_aigov_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigov_module);
+
+    return alcf->admin;
+}
+
+
+static ngx_int_t
+ngx_http_aigov_admin_handler(ngx_http_request_t *r)
+{
+    u_char                       *p, *end, *seg;
+    json_t                       *doc, *list;
+    ngx_int_t                     rc;
+    ngx_str_t                     tail, name, op;
+    ngx_uint_t                    i, write;
+    ngx_aigov_model_t           **m;
+    ngx_pool_cleanup_t           *cln;
+    ngx_http_aigov_admin_ctx_t   *ctx;
+    ngx_http_aigov_admin_conf_t  *acf;
+    ngx_http_aigov_main_conf_t   *mcf;
+
+    acf = ngx_http_aigov_admin_conf(r);
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_aigov_module);
+
+    if (acf == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    write = (r->method & (NGX_HTTP_POST|NGX_HTTP_PUT|NGX_HTTP_DELETE)) != 0;
+
+    if (!write && !(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return ngx_http_aigov_admin_problem(r, NGX_HTTP_NOT_ALLOWED,
+                   "method-not-allowed", "Method not allowed",
+                   "use GET, POST, PUT or DELETE");
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_aigov_admin_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->request = r;
+
+    ctx->token = ngx_http_aigov_admin_auth(r, acf);
+
+    if (ctx->token == NULL) {
+        return ngx_http_aigov_admin_problem(r, NGX_HTTP_UNAUTHORIZED,
+                   "unauthorized", "Unauthorized",
+                   "a valid \"Authorization: Bearer TOKEN\" header is "
+                   "required");
+    }
+
+    if (write && ctx->token->role != NGX_HTTP_AIGOV_ROLE_WRITE) {
+        return ngx_http_aigov_admin_problem(r, NGX_HTTP_FORBIDDEN,
+                   "forbidden", "Forbidden",
+                   "token \"%V\" is read-only", &ctx->token->name);
+    }
+
+    /* the path below the location: "", "models", "models/m", ... */
+
+    tail.data = r->uri.data + ngx_min(acf->prefix.len, r->uri.len);
+    tail.len = r->uri.data + r->uri.len - tail.data;
+
+    while (tail.len && tail.data[0] == '/') {
+        tail.data++;
+        tail.len--;
+    }
+
+    while (tail.len && tail.data[tail.len - 1] == '/') {
+        tail.len--;
+    }
+
+    ngx_str_null(&name);
+    ngx_str_null(&op);
+
+    p = tail.data;
+    end = tail.data + tail.len;
+
+    if (tail.len == 5 && ngx_strncmp(p, "audit", 5) == 0) {
+        if (write) {
+            return ngx_http_aigov_admin_problem(r, NGX_HTTP_NOT_ALLOWED,
+                       "method-not-allowed", "Method not allowed",
+                       "the audit trail is read with GET");
+        }
+
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_aigov_admin_audit(r, ctx);
+    }
+
+    if (tail.len == 0
+        || (tail.len >= 6 && ngx_strncmp(p, "models", 6) == 0
+            && (tail.len == 6 || p[6] == '/')))
+    {
+        p += ngx_min(tail.len, 7);
+
+        seg = p;
+        while (p < end && *p != '/') {
+            p++;
+        }
+
+        name.data = seg;
+        name.len = p - seg;
+
+        if (p < end) {
+            op.data = p + 1;
+            op.len = end - op.data;
+        }
+
+    } else {
+        return ngx_http_aigov_admin_problem(r, NGX_HTTP_NOT_FOUND,
+                   "not-found", "Not found",
+                   "no admin resource \"%V\": use models[/NAME[/ACTION]] "
+                   "or audit", &tail);
+    }
+
+    if (name.len == 0) {
+        if (write) {
+            return ngx_http_aigov_admin_problem(r, NGX_HTTP_NOT_ALLOWED,
+                       "method-not-allowed", "Method not allowed",
+                       "changes are made on models/NAME/ACTION");
+        }
+
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        doc = json_pack("{s:s%, s:o, s:[]}",
+                        "node", (char *) ngx_cycle->hostname.data,
+                        ngx_cycle->hostname.len,
+                        "redis", ngx_http_aigov_redis_json(mcf),
+                        "models");
+        if (doc == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        list = json_object_get(doc, "models");
+        m = mcf->models.elts;
+
+        for (i = 0; i < mcf->models.nelts; i++) {
+            json_array_append_new(list, ngx_http_aigov_admin_model_json(m[i]));
+        }
+
+        return ngx_http_aigov_admin_send_json(r, NGX_HTTP_OK, doc);
+    }
+
+    ctx->model = ngx_http_aigov_find_model(mcf, name.data, name.len);
+
+    if (ctx->model == NULL) {
+        return ngx_http_aigov_admin_problem(r, NGX_HTTP_NOT_FOUND,
+                   "unknown-model", "Unknown model",
+                   "no model \"%V\" here", &name);
+    }
+
+    if (op.len == 0) {
+        if (write) {
+            return ngx_http_aigov_admin_problem(r, NGX_HTTP_NOT_ALLOWED,
+                       "method-not-allowed", "Method not allowed",
+                       "changes are made on models/NAME/ACTION");
+        }
+
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_aigov_admin_send_json(r, NGX_HTTP_OK,
+                   ngx_http_aigov_admin_model_json(ctx->model));
+    }
+
+    ctx->op = op;
+
+#define ngx_http_aigov_op_is(s)                                              \
+    (op.len == sizeof(s) - 1 && ngx_strncmp(op.data, s, op.len) == 0)
+
+    if (ngx_http_aigov_op_is("kill") || ngx_http_aigov_op_is("unkill")
+        || ngx_http_aigov_op_is("rollback")
+        || ngx_http_aigov_op_is("unrollback"))
+    {
+        if (r->method != NGX_HTTP_POST) {
+            return ngx_http_aigov_admin_problem(r, NGX_HTTP_NOT_ALLOWED,
+                       "method-not-allowed", "Method not allowed",
+                       "use POST for \"%V\"", &op);
+        }
+
+    } else if (ngx_http_aigov_op_is("weights")
+               || ngx_http_aigov_op_is("active"))
+    {
+        if (!(r->method & (NGX_HTTP_PUT|NGX_HTTP_DELETE))) {
+            return ngx_http_aigov_admin_problem(r, NGX_HTTP_NOT_ALLOWED,
+                       "method-not-allowed", "Method not allowed",
+                       "use PUT to set or DELETE to clear \"%V\"", &op);
+        }
+
+    } else {
+        return ngx_http_aigov_admin_problem(r, NGX_HTTP_NOT_FOUND,
+                   "not-found", "Not found",
+                   "no action \"%V\": use kill, unkill, rollback, "
+                   "unrollback, weights or active", &op);
+    }
+
+#undef ngx_http_aigov_op_is
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_aigov_admin_cleanup;
+    cln->data = ctx;
+
+    /*
+     * not the core's slot: that one holds ngx_aigov_ctx_t, which the
+     * problem responses read
+     */
+    ngx_http_set_ctx(r, ctx, ngx_http_aigov_chain_module);
+
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_aigov_admin_body);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_aigov_admin_body(ngx_http_request_t *r)
+{
+    u_char                      *p;
+    size_t                       len;
+    json_t                      *body;
+    ngx_int_t                    rc;
+    ngx_chain_t                 *cl;
+    json_error_t                 err;
+    ngx_http_aigov_admin_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigov_chain_module);
+
+    body = NULL;
+
+    if (r->request_body && r->request_body->bufs) {
+
+        if (r->request_body->temp_file) {
+            ngx_http_finalize_request(r,
+                ngx_http_aigov_admin_problem(r,
+                    NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "body-too-large",
+                    "Request body too large",
+                    "admin requests are small JSON documents"));
+            return;
+        }
+
+        len = 0;
+        for (cl = r->request_body->bufs; cl; cl = cl->next) {
+            len += cl->buf->last - cl->buf->pos;
+        }
+
+        if (len > NGX_HTTP_AIGOV_ADMIN_BODY_MAX) {
+            ngx_http_finalize_request(r,
+                ngx_http_aigov_admin_problem(r,
+                    NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "body-too-large",
+                    "Request body too large",
+                    "admin requests are at most 16k of JSON"));
+            return;
+        }
+
+        if (len) {
+            p = ngx_pnalloc(r->pool, len);
+            if (p == NULL) {
+                ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+                return;
+            }
+
+            len = 0;
+            for (cl = r->request_body->bufs; cl; cl = cl->next) {
+                ngx_memcpy(p + len, cl->buf->pos,
+                           cl->buf->last - cl->buf->pos);
+                len += cl->buf->last - cl->buf->pos;
+            }
+
+            body = json_loadb((char *) p, len, JSON_REJECT_DUPLICATES, &err);
+
+            if (body == NULL || !json_is_object(body)) {
+                json_decref(body);
+                ngx_http_finalize_request(r,
+                    ngx_http_aigov_admin_problem(r, NGX_HTTP_BAD_REQUEST,
+                        "invalid-json", "Invalid JSON",
+                        "the body must be a JSON object%s%s",
+                        body ? "" : ": ", body ? "" : err.text));
+                return;
+            }
+        }
+    }
+
+    rc = ngx_http_aigov_admin_write(r, ctx, body);
+
+    json_decref(body);
+
+    if (ctx->waiting) {
+        /* waiting for Redis: ngx_http_aigov_admin_done() finishes */
+        r->main->count++;
+        return;
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+static ngx_int_t
+ngx_http_aigov_admin_weights(ngx_http_request_t *r,
+    ngx_http_aigov_admin_ctx_t *ctx, json_t *body,
+    ngx_http_aigov_control_t *ctl)
+{
+    u_char               *p, *last;
+    char                  buf[16];
+    size_t                len;
+    double                d;
+    json_t               *w, *value;
+    uint32_t              pct;
+    ngx_str_t             err;
+    const char           *key;
+    ngx_aigov_runtime_t   rt;
+
+    w = body ? json_object_get(body, "weights") : NULL;
+
+    if (w == NULL || !json_is_object(w)) {
+                ctx->rc = ngx_http_aigov_admin_problem(r, NGX_HTTP_BAD_REQUEST,
+                   "invalid-weights", "Invalid weights",
+                   "expected {\"weights\": {\"VARIANT\": \"5%%\", ...}}");
+        return NGX_DONE;
+    }
+
+    p = ctl->weights;
+    last = ctl->weights + sizeof(ctl->weights);
+
+    json_object_foreach(w, key, value) {
+
+        if (json_is_string(value)) {
+            len = json_string_length(value);
+
+            if (len + 1 > sizeof(buf)) {
+                goto invalid;
+            }
+
+            ngx_memcpy(buf, json_string_value(value), len);
+
+            if (len == 0 || buf[len - 1] != '%') {
+                buf[len++] = '%';
+            }
+
+        } else if (json_is_number(value)) {
+            d = json_number_value(value);
+
+            if (d < 0 || d > 100) {
+                goto invalid;
+            }
+
+            /* a number is a percentage: 5 or 0.25 */
+            pct = (uint32_t) (d * 100 + 0.5);
+            len = aigov_format_percent(pct, buf);
+            buf[len++] = '%';
+
+            if ((double) pct / 100 - d > 0.0001
+                || d - (double) pct / 100 > 0.0001)
+            {
+                goto invalid;
+            }
+
+        } else {
+            goto invalid;
+        }
+
+        if ((size_t) (last - p) < ngx_strlen(key) + len + 2) {
+                        ctx->rc = ngx_http_aigov_admin_problem(r, NGX_HTTP_BAD_REQUEST,
+                          "invalid-weights", "Invalid weights",
+                          "too many weights");
+            return NGX_DONE;
+        }
+
+        if (p != ctl->weights) {
+            *p++ = ',';
+        }
+
+        p = ngx_sprintf(p, "%s=%*s", key, len, buf);
+        continue;
+
+    invalid:
+
+                ctx->rc = ngx_http_aigov_admin_problem(r, NGX_HTTP_BAD_REQUEST,
+                   "invalid-weights", "Invalid weights",
+                   "the weight of \"%s\" must be a percentage from 0%% to "
+                   "100%% with at most two decimals, as \"5%%\" or 0.25",
+                   key);
+        return NGX_DONE;
+    }
+
+    ctl->weights_len = (uint16_t) (p - ctl->weights);
+
+    if (ngx_http_aigov_parse_weights(ctx->model, ctl->weights,
+                                     ctl->weights_len, &rt, &err)
+        != NGX_OK)
+    {
+                ctx->rc = ngx_http_aigov_admin_problem(r, NGX_HTTP_BAD_REQUEST,
+                   "invalid-weights", "Invalid weights",
+                   "\"%*s\": %V", (size_t) ctl->weights_len, ctl->weights,
+                   &err);
+        return NGX_DONE;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aigov_admin_write(ngx_http_request_t *r,
+    ngx_http_aigov_admin_ctx_t *ctx, json_t *body)
+{
+    json_t                   *j;
+    ngx_str_t                 name;
+    ngx_int_t                 rc;
+    ngx_str_t                *op;
+    ngx_aigov_variant_t      *v;
+    ngx_http_aigov_change_t  *ch;
+
+    extern ngx_aigov_plugin_t  ngx_aigov_bluegreen_plugin;
+
+    ch = &ctx->change;
+    op = &ctx->op;
+
+    ch->model = ctx->model;
+    ch->log = r->connection->log;
+    ch->actor = ctx->token->name;
+    ch->done = ngx_http_aigov_admin_done;
+    ch->data = ctx;
+
+    j = body ? json_object_get(body, "reason") : NULL;
+
+    if (j) {
+        if (!json_is_string(j) || json_string_length(j) > 512) {
+            return ngx_http_aigov_admin_problem(r, NGX_HTTP_BAD_REQUEST,
+                       "invalid-json", "Invalid JSON",
+                       "\"reason\" must be a string of at most 512 bytes");
+        }
+
+        ch->reason.len = json_string_length(j);
+        ch->reason.data = ngx_pnalloc(r->pool, ch->reason.len);
+        if (ch->reason.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_memcpy(ch->reason.data, json_string_value(j), ch->reason.len);
+    }
+
+    ngx_http_aigov_control_read(ctx->model, &ch->old);
+    ch->new = ch->old;
+
+    if (op->len == 4 && ngx_strncmp(op->data, "kill", 4) == 0) {
+        ch->new.kill = 1;
+
+    } else if (op->len == 6 && ngx_strncmp(op->data, "unkill", 6) == 0) {
+        ch->new.kill = 0;
+
+    } else if (op->len == 8 && ngx_strncmp(op->data, "rollback", 8) == 0) {
+        ch->new.rollback = 1;
+
+    } else if (op->len == 10) {   /* unrollback */
+        ch->new.rollback = 0;
+
+    } else if (op->len == 7) {    /* weights */
+
+        if (ngx_aigov_model_conf(ctx->model, ngx_aigov_bluegreen_plugin)) {
+            return ngx_http_aigov_admin_problem(r, NGX_HTTP_CONFLICT,
+                       "wrong-mode", "Wrong mode",
+                       "model \"%V\" is blue-green: switch its active "
+                       "colour instead", &ctx->model->name);
+        }
+
+        if (r->method == NGX_HTTP_DELETE) {
+            ch->new.weights_len = 0;
+
+        } else {
+            if (ngx_http_aigov_admin_weights(r, ctx, body, &ch->new)
+                != NGX_OK)
+            {
+                return ctx->rc;
+            }
+        }
+
+    } else {                      /* active */
+
+        if (ngx_aigov_model_conf(ctx->model, ngx_aigov_bluegreen_plugin)
+            == NULL)
+        {
+            return ngx_http_aigov_admin_problem(r, NGX_HTTP_CONFLICT,
+                       "wrong-mode", "Wrong mode",
+                       "model \"%V\" is not blue-green (no \"active\" in "
+                       "its config): set weights instead", &ctx->model->name);
+        }
+
+        if (r->method == NGX_HTTP_DELETE) {
+            ch->new.active_len = 0;
+
+        } else {
+            j = body ? json_object_get(body, "active") : NULL;
+
+            if (j == NULL || !json_is_string(j)) {
+                return ngx_http_aigov_admin_problem(r, NGX_HTTP_BAD_REQUEST,
+                           "invalid-json", "Invalid JSON",
+                           "expected {\"active\": \"VARIANT\"}");
+            }
+
+            name.data = (u_char *) json_string_value(j);
+            name.len = json_string_length(j);
+
+            v = ngx_aigov_find_variant(ctx->model, &name);
+
+            if (v == NULL) {
+                return ngx_http_aigov_admin_problem(r, NGX_HTTP_BAD_REQUEST,
+                           "unknown-variant", "Unknown variant",
+                           "model \"%V\" has no variant \"%*s\"",
+                           &ctx->model->name, ngx_min(name.len, 128),
+                           name.data);
+            }
+
+            ch->new.active_len = (uint8_t) v->name.len;
+            ngx_memcpy(ch->new.active, v->name.data, v->name.len);
+        }
+    }
+
+    ch->action.len = (r->method == NGX_HTTP_DELETE)
+                     ? op->len + sizeof("clear-") - 1 : op->len;
+    ch->action.data = ngx_pnalloc(r->pool, ch->action.len);
+    if (ch->action.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_sprintf(ch->action.data, "%s%V",
+                r->method == NGX_HTTP_DELETE ? "clear-" : "", op);
+
+    rc = ngx_http_aigov_control_change(ch);
+
+    if (rc == NGX_AGAIN) {
+        ctx->waiting = 1;
+        return NGX_DONE;
+    }
+
+    return ngx_http_aigov_admin_send_json(r, NGX_HTTP_OK,
+               json_pack("{s:s%, s:s%, s:I, s:b, s:s%, s:o}",
+                         "model", (char *) ch->model->name.data,
+                         ch->model->name.len,
+                         "action", (char *) ch->action.data, ch->action.len,
+                         "version", (json_int_t) ch->new.version,
+                         "propagated", (int) ch->propagated,
+                         "node", (char *) ngx_cycle->hostname.data,
+                         ngx_cycle->hostname.len,
+                         "state", ngx_http_aigov_admin_model_json(ch->model)));
+}
+
+
+static void
+ngx_http_aigov_admin_done(ngx_http_aigov_change_t *ch)
+{
+    ngx_int_t                    rc;
+    ngx_connection_t            *c;
+    ngx_http_request_t          *r;
+    ngx_http_aigov_admin_ctx_t  *ctx;
+
+    ctx = ch->data;
+    r = ctx->request;
+    c = r->connection;
+
+    ctx->waiting = 0;
+
+    rc = ngx_http_aigov_admin_send_json(r, NGX_HTTP_OK,
+             json_pack("{s:s%, s:s%, s:I, s:b, s:s%, s:o}",
+                       "model", (char *) ch->model->name.data,
+                       ch->model->name.len,
+                       "action", (char *) ch->action.data, ch->action.len,
+                       "version", (json_int_t) ch->new.version,
+                       "propagated", (int) ch->propagated,
+                       "node", (char *) ngx_cycle->hostname.data,
+                       ngx_cycle->hostname.len,
+                       "state", ngx_http_aigov_admin_model_json(ch->model)));
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_aigov_admin_cleanup(void *data)
+{
+    ngx_http_aigov_admin_ctx_t  *ctx = data;
+
+    /* the client went away while Redis had our command */
+
+    ngx_http_aigov_control_cancel(&ctx->change);
+
+    if (ctx->cmd) {
+        ngx_aigov_redis_cancel(ctx->cmd);
+        ctx->cmd = NULL;
+    }
+}
+
+
+/* GET audit: XREVRANGE <prefix>audit + - COUNT n */
+
+static ngx_int_t
+ngx_http_aigov_admin_audit(ngx_http_request_t *r,
+    ngx_http_aigov_admin_ctx_t *ctx)
+{
+    u_char                      *key, count[NGX_INT_T_LEN];
+    ngx_int_t                    n;
+    ngx_str_t                    arg;
+    const char                  *argv[6];
+    size_t                       argvlen[6];
+    ngx_pool_cleanup_t          *cln;
+    ngx_aigov_redis_t           *rds;
+    ngx_http_aigov_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_aigov_module);
+
+    n = 20;
+
+    if (ngx_http_arg(r, (u_char *) "count", 5, &arg) == NGX_OK) {
+        n = ngx_atoi(arg.data, arg.len);
+
+        if (n < 1 || n > 1000) {
+            return ngx_http_aigov_admin_problem(r, NGX_HTTP_BAD_REQUEST,
+                       "invalid-count", "Invalid count",
+                       "count must be 1 to 1000");
+        }
+    }
+
+    rds = ngx_http_aigov_control_client();
+
+    if (mcf->redis == NULL || rds == NULL || !rds->ready) {
+        return ngx_http_aigov_admin_problem(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                   "no-redis", "Audit trail unavailable",
+                   mcf->redis ? "redis is unreachable; changes made "
+                                "meanwhile are in the error log"
+                              : "no aigov_redis: the audit trail is in the "
+                                "error log");
+    }
+
+    key = ngx_pnalloc(r->pool, mcf->redis->prefix.len + sizeof("audit"));
+    if (key == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    argv[0] = "XREVRANGE";
+    argvlen[0] = 9;
+    argv[1] = (const char *) key;
+    argvlen[1] = ngx_sprintf(key, "%Vaudit", &mcf->redis->prefix) - key;
+    argv[2] = "+";
+    argvlen[2] = 1;
+    argv[3] = "-";
+    argvlen[3] = 1;
+    argv[4] = "COUNT";
+    argvlen[4] = 5;
+    argv[5] = (const char *) count;
+    argvlen[5] = ngx_sprintf(count, "%i", n) - count;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->cmd = ngx_aigov_redis_send(rds, ngx_http_aigov_admin_audit_reply,
+                                    ctx, 6, argv, argvlen);
+
+    if (ctx->cmd == NULL) {
+        return ngx_http_aigov_admin_problem(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                   "no-redis", "Audit trail unavailable",
+                   "redis is unreachable");
+    }
+
+    cln->handler = ngx_http_aigov_admin_cleanup;
+    cln->data = ctx;
+
+    ctx->waiting = 1;
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_aigov_admin_audit_reply(void *data, redisReply *reply)
+{
+    ngx_http_aigov_admin_ctx_t *ctx = data;
+
+    size_t               i, k;
+    json_t              *list, *entry;
+    ngx_int_t            rc;
+    redisReply          *e, *f;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+
+    ctx->cmd = NULL;
+    ctx->waiting = 0;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        rc = ngx_http_aigov_admin_problem(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                 "no-redis", "Audit trail unavailable",
+                 "redis did not answer");
+        goto done;
+    }
+
+    list = json_array();
+
+    for (i = 0; list && i < reply->elements; i++) {
+        e = reply->element[i];
+
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2
+            || e->element[1]->type != REDIS_REPLY_ARRAY)
+        {
+            continue;
+        }
+
+        entry = json_object();
+        if (entry == NULL) {
+            break;
+        }
+
+        json_object_set_new(entry, "id", json_stringn(e->element[0]->str,
+                                                      e->element[0]->len));
+        f = e->element[1];
+
+        for (k = 0; k + 1 < f->elements; k += 2) {
+            if (f->element[k]->type == REDIS_REPLY_STRING
+                && f->element[k + 1]->type == REDIS_REPLY_STRING)
+            {
+                json_object_setn_new(entry, f->element[k]->str,
+                                     f->element[k]->len,
+                                     json_stringn(f->element[k + 1]->str,
+                                                  f->element[k + 1]->len));
+            }
+        }
+
+        json_array_append_new(list, entry);
+    }
+
+    rc = ngx_http_aigov_admin_send_json(r, NGX_HTTP_OK,
+                                        json_pack("{s:o}", "audit", list));
+
+done:
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* Authentication. */
+
+static ngx_http_aigov_token_t *
+ngx_http_aigov_admin_auth(ngx_http_request_t *r,
+    ngx_http_aigov_admin_conf_t *acf)
+{
+    u_char                   digest[32];
+    ngx_str_t                auth;
+    ngx_uint_t               i;
+    unsigned int             dlen;
+    ngx_http_aigov_token_t  *t, *found;
+
+    if (r->headers_in.authorization == NULL) {
+        return NULL;
+    }
+
+    auth = r->headers_in.authorization->value;
+
+    if (auth.len < sizeof("Bearer ") - 1
+        || ngx_strncasecmp(auth.data, (u_char *) "Bearer ", 7) != 0)
+    {
+        return NULL;
+    }
+
+    auth.data += 7;
+    auth.len -= 7;
+
+    while (auth.len && auth.data[0] == ' ') {
+        auth.data++;
+        auth.len--;
+    }
+
+    if (auth.len == 0 || auth.len > 4096) {
+        return NULL;
+    }
+
+    /*
+     * Digests have one length whatever the token's, and every entry is
+     * compared, so the time taken says nothing about which bytes matched.
+     */
+
+    dlen = sizeof(digest);
+
+    if (EVP_Digest(auth.data, auth.len, digest, &dlen, EVP_sha256(), NULL)
+        != 1)
+    {
+        return NULL;
+    }
+
+    t = acf->tokens->elts;
+    found = NULL;
+
+    for (i = 0; i < acf->tokens->nelts; i++) {
+        if (CRYPTO_memcmp(digest, t[i].digest, sizeof(digest)) == 0) {
+            found = &t[i];
+        }
+    }
+
+    return found;
+}
+
+
+/* Responses. */
+
+static json_t *
+ngx_http_aigov_admin_model_json(ngx_aigov_model_t *model)
+{
+    json_t              *j;
+    ngx_uint_t           i;
+    ngx_aigov_plugin_t  *p;
+
+    j = json_pack("{s:s%, s:o}",
+                  "name", (char *) model->name.data, model->name.len,
+                  "runtime", ngx_http_aigov_control_json(model));
+
+    if (j == NULL) {
+        return NULL;
+    }
+
+    for (i = 0; i < ngx_aigov_nplugins; i++) {
+        p = ngx_aigov_plugins_sorted[i];
+
+        if (p->status) {
+            (void) p->status(model, model->plugin_conf[p->index], j);
+        }
+    }
+
+    return j;
+}
+
+
+static ngx_int_t
+ngx_http_aigov_admin_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    json_t *doc)
+{
+    char         *text;
+    size_t        len;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    if (doc == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(doc);
+
+    if (text == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    len = ngx_strlen(text);
+
+    b = ngx_create_temp_buf(r->pool, len + 1);
+    if (b == NULL) {
+        free(text);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->last, text, len);
+    *b->last++ = '\n';
+    free(text);
+
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static ngx_int_t
+ngx_http_aigov_admin_problem(ngx_http_request_t *r, ngx_uint_t status,
+    const char *type, const char *title, const char *fmt, ...)
+{
+    u_char            buf[512], *p;
+    va_list           args;
+    ngx_str_t         detail;
+    ngx_table_elt_t  *h;
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(buf, buf + sizeof(buf), fmt, args);
+    va_end(args);
+
+    detail.data = buf;
+    detail.len = p - buf;
+
+    if (status == NGX_HTTP_UNAUTHORIZED) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+#if (nginx_version >= 1023000)
+        h->next = NULL;
+#endif
+        ngx_str_set(&h->key, "WWW-Authenticate");
+        ngx_str_set(&h->value, "Bearer realm=\"aigov\"");
+    }
+
+    if (status == NGX_HTTP_NOT_ALLOWED) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+#if (nginx_version >= 1023000)
+        h->next = NULL;
+#endif
+        ngx_str_set(&h->key, "Allow");
+        ngx_str_set(&h->value, "GET, HEAD, POST, PUT, DELETE");
+    }
+
+    /* the caller finalizes with this (content handlers return it) */
+    return ngx_http_aigov_problem(r, status, type, title, &detail, 0);
+}
+
+
+/* Configuration: aigov_admin tokens=FILE; */
+
+static char *
+ngx_http_aigov_admin_load_tokens(ngx_conf_t *cf, ngx_str_t *file,
+    ngx_array_t *tokens)
+{
+    u_char                  *p, *end, *line, *eol, *f[3];
+    size_t                   flen[3];
+    ssize_t                  n;
+    ngx_uint_t               i, k, lineno;
+    ngx_file_t               fl;
+    ngx_file_info_t          fi;
+    unsigned int             dlen;
+    ngx_http_aigov_token_t  *t, *all;
+
+    ngx_memzero(&fl, sizeof(ngx_file_t));
+    fl.name = *file;
+    fl.log = cf->log;
+
+    fl.fd = ngx_open_file(file->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fl.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "cannot open aigov_admin tokens file \"%V\"", file);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(fl.fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) > 1024 * 1024)
+    {
+        ngx_close_file(fl.fd);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "aigov_admin tokens file \"%V\" is larger than 1m",
+                           file);
+        return NGX_CONF_ERROR;
+    }
+
+    if ((ngx_file_access(&fi) & 0004) != 0) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "aigov_admin tokens file \"%V\" is readable by "
+                           "everyone: chmod 600 it", file);
+    }
+
+    p = ngx_pnalloc(cf->temp_pool, ngx_file_size(&fi) + 1);
+    if (p == NULL) {
+        ngx_close_file(fl.fd);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_file(&fl, p, ngx_file_size(&fi), 0);
+    ngx_close_file(fl.fd);
+
+    if (n == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    end = p + n;
+    lineno = 0;
+
+    for (line = p; line < end; line = eol + 1) {
+        lineno++;
+
+        eol = ngx_strlchr(line, end, '\n');
+        if (eol == NULL) {
+            eol = end;
+        }
+
+        for (k = 0, p = line; k < 4 && p < eol; k++) {
+            while (p < eol && (*p == ' ' || *p == '\t' || *p == '\r')) {
+                p++;
+            }
+
+            if (p == eol || *p == '#') {
+                break;
+            }
+
+            if (k == 3) {
+                goto invalid;
+            }
+
+            f[k] = p;
+
+            while (p < eol && *p != ' ' && *p != '\t' && *p != '\r') {
+                p++;
+            }
+
+            flen[k] = p - f[k];
+        }
+
+        if (k == 0) {
+            continue;   /* empty line or comment */
+        }
+
+        if (k != 3) {
+            goto invalid;
+        }
+
+        if (!aigov_valid_name((char *) f[0], flen[0]) || flen[0] > 64) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid token name \"%*s\" in \"%V\" line "
+                               "%ui", flen[0], f[0], file, lineno);
+            return NGX_CONF_ERROR;
+        }
+
+        if (flen[2] < 16) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "token \"%*s\" in \"%V\" line %ui is shorter "
+                               "than 16 characters", flen[0], f[0], file,
+                               lineno);
+            return NGX_CONF_ERROR;
+        }
+
+        t = ngx_array_push(tokens);
+        if (t == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        t->name.len = flen[0];
+        t->name.data = ngx_pnalloc(cf->pool, flen[0]);
+        if (t->name.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memcpy(t->name.data, f[0], flen[0]);
+
+        if (flen[1] == 4 && ngx_strncmp(f[1], "read", 4) == 0) {
+            t->role = NGX_HTTP_AIGOV_ROLE_READ;
+
+        } else if (flen[1] == 5 && ngx_strncmp(f[1], "write", 5) == 0) {
+            t->role = NGX_HTTP_AIGOV_ROLE_WRITE;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid role \"%*s\" in \"%V\" line %ui: use "
+                               "\"read\" or \"write\"", flen[1], f[1], file,
+                               lineno);
+            return NGX_CONF_ERROR;
+        }
+
+        dlen = sizeof(t->digest);
+
+        if (EVP_Digest(f[2], flen[2], t->digest, &dlen, EVP_sha256(), NULL)
+            != 1)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        /* the token's bytes are not kept */
+        ngx_memzero(f[2], flen[2]);
+
+        all = tokens->elts;
+
+        for (i = 0; i + 1 < tokens->nelts; i++) {
+            if (all[i].name.len == t->name.len
+                && ngx_strncmp(all[i].name.data, t->name.data, t->name.len)
+                   == 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "duplicate token name \"%V\" in \"%V\" "
+                                   "line %ui", &t->name, file, lineno);
+                return NGX_CONF_ERROR;
+            }
+
+            if (ngx_memcmp(all[i].digest, t->digest, 32) == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "token \"%V\" in \"%V\" line %ui is the "
+                                   "same as token \"%V\"", &t->name, file,
+                                   lineno, &all[i].name);
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        continue;
+
+    invalid:
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid line %ui in \"%V\": use "
+                           "\"NAME read|write TOKEN\"", lineno, file);
+        return NGX_CONF_ERROR;
+    }
+
+    if (tokens->nelts == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "aigov_admin tokens file \"%V\" has no token",
+                           file);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_aigov_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t                     *value, file;
+    ngx_http_core_loc_conf_t      *clcf;
+    ngx_http_aigov_loc_conf_t     *alcf;
+    ngx_http_aigov_admin_conf_t   *acf;
+
+    value = cf->args->elts;
+
+    if (ngx_strncmp(value[1].data, "tokens=", 7) != 0 || value[1].len == 7) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" in aigov_admin: use "
+                           "\"tokens=FILE\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler) {
+        return "is duplicate, or the location has another handler";
+    }
+
+#if (NGX_PCRE)
+    if (clcf->regex) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "aigov_admin needs a prefix location, "
+                           "as \"location /aigov/\"");
+        return NGX_CONF_ERROR;
+    }
+#endif
+
+    acf = ngx_pcalloc(cf->pool, sizeof(ngx_http_aigov_admin_conf_t));
+    if (acf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    acf->prefix = clcf->name;
+
+    acf->tokens = ngx_array_create(cf->pool, 4,
+                                   sizeof(ngx_http_aigov_token_t));
+    if (acf->tokens == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    file.data = value[1].data + 7;
+    file.len = value[1].len - 7;
+
+    if (ngx_conf_full_name(cf->cycle, &file, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_aigov_admin_load_tokens(cf, &file, acf->tokens)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    alcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_aigov_module);
+    alcf->admin = acf;
+
+    clcf->handler = ngx_http_aigov_admin_handler;
+
+    return NGX_CONF_OK;
+}
