@@ -15,7 +15,11 @@ MODULE=${AIGOV_MODULE:-$ROOT/build/ngx_http_aigov_module.so}
 bench_cleanup() {
     for pidf in "$BENCH_TMP"/*.pid; do
         [ -f "$pidf" ] || continue
-        kill -QUIT "$(cat "$pidf")" 2>/dev/null || true
+        case $pidf in
+            */redis*.pid) kill -CONT "$(cat "$pidf")" 2>/dev/null || true
+                          kill -TERM "$(cat "$pidf")" 2>/dev/null || true ;;
+            *)            kill -QUIT "$(cat "$pidf")" 2>/dev/null || true ;;
+        esac
     done
     sleep 0.5
     [ -n "$BENCH_KEEP" ] || rm -rf "$BENCH_TMP"
@@ -30,7 +34,6 @@ bench_nginx() {
     cat > "$BENCH_TMP/$name/nginx.conf" <<END
 $( [ "$name" = backend ] || echo "load_module $MODULE;" )
 worker_processes 1;
-worker_rlimit_nofile 65536;
 error_log $BENCH_TMP/$name/logs/error.log warn;
 pid $BENCH_TMP/$name.pid;
 events { worker_connections 4096; }

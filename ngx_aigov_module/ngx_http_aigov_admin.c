@@ -73,6 +73,15 @@ static ngx_int_t ngx_http_aigov_admin_problem(ngx_http_request_t *r,
     ngx_uint_t status, const char *type, const char *title,
     const char *fmt, ...);
 static json_t *ngx_http_aigov_admin_model_json(ngx_aigov_model_t *model);
+static json_t *ngx_http_aigov_admin_change_json(ngx_http_aigov_change_t *ch);
+
+
+/*
+ * The methods a resource allows, for the Allow header of a 405: set just
+ * before the (synchronous) problem response, reset after it.
+ */
+static const char  *ngx_http_aigov_admin_allow =
+    "GET, HEAD, POST, PUT, DELETE";
 
 
 static ngx_http_aigov_admin_conf_t *
@@ -159,6 +168,7 @@ ngx_http_aigov_admin_handler(ngx_http_request_t *r)
 
     if (tail.len == 5 && ngx_strncmp(p, "audit", 5) == 0) {
         if (write) {
+            ngx_http_aigov_admin_allow = "GET, HEAD";
             return ngx_http_aigov_admin_problem(r, NGX_HTTP_NOT_ALLOWED,
                        "method-not-allowed", "Method not allowed",
                        "the audit trail is read with GET");
@@ -200,6 +210,7 @@ ngx_http_aigov_admin_handler(ngx_http_request_t *r)
 
     if (name.len == 0) {
         if (write) {
+            ngx_http_aigov_admin_allow = "GET, HEAD";
             return ngx_http_aigov_admin_problem(r, NGX_HTTP_NOT_ALLOWED,
                        "method-not-allowed", "Method not allowed",
                        "changes are made on models/NAME/ACTION");
@@ -239,6 +250,7 @@ ngx_http_aigov_admin_handler(ngx_http_request_t *r)
 
     if (op.len == 0) {
         if (write) {
+            ngx_http_aigov_admin_allow = "GET, HEAD";
             return ngx_http_aigov_admin_problem(r, NGX_HTTP_NOT_ALLOWED,
                        "method-not-allowed", "Method not allowed",
                        "changes are made on models/NAME/ACTION");
@@ -263,6 +275,7 @@ ngx_http_aigov_admin_handler(ngx_http_request_t *r)
         || ngx_http_aigov_op_is("unrollback"))
     {
         if (r->method != NGX_HTTP_POST) {
+            ngx_http_aigov_admin_allow = "POST";
             return ngx_http_aigov_admin_problem(r, NGX_HTTP_NOT_ALLOWED,
                        "method-not-allowed", "Method not allowed",
                        "use POST for \"%V\"", &op);
@@ -272,6 +285,7 @@ ngx_http_aigov_admin_handler(ngx_http_request_t *r)
                || ngx_http_aigov_op_is("active"))
     {
         if (!(r->method & (NGX_HTTP_PUT|NGX_HTTP_DELETE))) {
+            ngx_http_aigov_admin_allow = "PUT, DELETE";
             return ngx_http_aigov_admin_problem(r, NGX_HTTP_NOT_ALLOWED,
                        "method-not-allowed", "Method not allowed",
                        "use PUT to set or DELETE to clear \"%V\"", &op);
@@ -385,8 +399,10 @@ ngx_http_aigov_admin_body(ngx_http_request_t *r)
     json_decref(body);
 
     if (ctx->waiting) {
-        /* waiting for Redis: ngx_http_aigov_admin_done() finishes */
-        r->main->count++;
+        /*
+         * waiting for Redis: ngx_http_aigov_admin_done() finalizes, which
+         * releases the reference the body reading took
+         */
         return;
     }
 
@@ -499,6 +515,23 @@ ngx_http_aigov_admin_weights(ngx_http_request_t *r,
 }
 
 
+static ngx_uint_t
+ngx_http_aigov_admin_printable(const char *s, size_t len)
+{
+    size_t  i;
+
+    /* a reason goes into the error log: no line breaks, no escapes */
+
+    for (i = 0; i < len; i++) {
+        if ((u_char) s[i] < 0x20 || s[i] == 0x7f) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 static ngx_int_t
 ngx_http_aigov_admin_write(ngx_http_request_t *r,
     ngx_http_aigov_admin_ctx_t *ctx, json_t *body)
@@ -524,10 +557,14 @@ ngx_http_aigov_admin_write(ngx_http_request_t *r,
     j = body ? json_object_get(body, "reason") : NULL;
 
     if (j) {
-        if (!json_is_string(j) || json_string_length(j) > 512) {
+        if (!json_is_string(j) || json_string_length(j) > 512
+            || !ngx_http_aigov_admin_printable(json_string_value(j),
+                                               json_string_length(j)))
+        {
             return ngx_http_aigov_admin_problem(r, NGX_HTTP_BAD_REQUEST,
                        "invalid-json", "Invalid JSON",
-                       "\"reason\" must be a string of at most 512 bytes");
+                       "\"reason\" must be a string of at most 512 bytes "
+                       "without control characters");
         }
 
         ch->reason.len = json_string_length(j);
@@ -544,17 +581,22 @@ ngx_http_aigov_admin_write(ngx_http_request_t *r,
 
     if (op->len == 4 && ngx_strncmp(op->data, "kill", 4) == 0) {
         ch->new.kill = 1;
+        ch->fields = NGX_HTTP_AIGOV_F_KILL;
 
     } else if (op->len == 6 && ngx_strncmp(op->data, "unkill", 6) == 0) {
         ch->new.kill = 0;
+        ch->fields = NGX_HTTP_AIGOV_F_KILL;
 
     } else if (op->len == 8 && ngx_strncmp(op->data, "rollback", 8) == 0) {
         ch->new.rollback = 1;
+        ch->fields = NGX_HTTP_AIGOV_F_ROLLBACK;
 
     } else if (op->len == 10) {   /* unrollback */
         ch->new.rollback = 0;
+        ch->fields = NGX_HTTP_AIGOV_F_ROLLBACK;
 
     } else if (op->len == 7) {    /* weights */
+        ch->fields = NGX_HTTP_AIGOV_F_WEIGHTS;
 
         if (ngx_aigov_model_conf(ctx->model, ngx_aigov_bluegreen_plugin)) {
             return ngx_http_aigov_admin_problem(r, NGX_HTTP_CONFLICT,
@@ -575,6 +617,7 @@ ngx_http_aigov_admin_write(ngx_http_request_t *r,
         }
 
     } else {                      /* active */
+        ch->fields = NGX_HTTP_AIGOV_F_ACTIVE;
 
         if (ngx_aigov_model_conf(ctx->model, ngx_aigov_bluegreen_plugin)
             == NULL)
@@ -633,15 +676,7 @@ ngx_http_aigov_admin_write(ngx_http_request_t *r,
     }
 
     return ngx_http_aigov_admin_send_json(r, NGX_HTTP_OK,
-               json_pack("{s:s%, s:s%, s:I, s:b, s:s%, s:o}",
-                         "model", (char *) ch->model->name.data,
-                         ch->model->name.len,
-                         "action", (char *) ch->action.data, ch->action.len,
-                         "version", (json_int_t) ch->new.version,
-                         "propagated", (int) ch->propagated,
-                         "node", (char *) ngx_cycle->hostname.data,
-                         ngx_cycle->hostname.len,
-                         "state", ngx_http_aigov_admin_model_json(ch->model)));
+               ngx_http_aigov_admin_change_json(ch));
 }
 
 
@@ -660,15 +695,7 @@ ngx_http_aigov_admin_done(ngx_http_aigov_change_t *ch)
     ctx->waiting = 0;
 
     rc = ngx_http_aigov_admin_send_json(r, NGX_HTTP_OK,
-             json_pack("{s:s%, s:s%, s:I, s:b, s:s%, s:o}",
-                       "model", (char *) ch->model->name.data,
-                       ch->model->name.len,
-                       "action", (char *) ch->action.data, ch->action.len,
-                       "version", (json_int_t) ch->new.version,
-                       "propagated", (int) ch->propagated,
-                       "node", (char *) ngx_cycle->hostname.data,
-                       ngx_cycle->hostname.len,
-                       "state", ngx_http_aigov_admin_model_json(ch->model)));
+             ngx_http_aigov_admin_change_json(ch));
 
     ngx_http_finalize_request(r, rc);
     ngx_http_run_posted_requests(c);
@@ -907,6 +934,22 @@ ngx_http_aigov_admin_auth(ngx_http_request_t *r,
 /* Responses. */
 
 static json_t *
+ngx_http_aigov_admin_change_json(ngx_http_aigov_change_t *ch)
+{
+    return json_pack("{s:s%, s:s%, s:I, s:b, s:s%, s:o, s:o}",
+                     "model", (char *) ch->model->name.data,
+                     ch->model->name.len,
+                     "action", (char *) ch->action.data, ch->action.len,
+                     "version", (json_int_t) ch->new.version,
+                     "propagated", (int) ch->propagated,
+                     "node", (char *) ngx_cycle->hostname.data,
+                     ngx_cycle->hostname.len,
+                     "runtime", ngx_http_aigov_control_json(ch->model),
+                     "state", ngx_http_aigov_admin_model_json(ch->model));
+}
+
+
+static json_t *
 ngx_http_aigov_admin_model_json(ngx_aigov_model_t *model)
 {
     json_t              *j;
@@ -1029,8 +1072,11 @@ ngx_http_aigov_admin_problem(ngx_http_request_t *r, ngx_uint_t status,
         h->next = NULL;
 #endif
         ngx_str_set(&h->key, "Allow");
-        ngx_str_set(&h->value, "GET, HEAD, POST, PUT, DELETE");
+        h->value.data = (u_char *) ngx_http_aigov_admin_allow;
+        h->value.len = ngx_strlen(ngx_http_aigov_admin_allow);
     }
+
+    ngx_http_aigov_admin_allow = "GET, HEAD, POST, PUT, DELETE";
 
     /* the caller finalizes with this (content handlers return it) */
     return ngx_http_aigov_problem(r, status, type, title, &detail, 0);
@@ -1289,6 +1335,11 @@ ngx_http_aigov_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     alcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_aigov_module);
     alcf->admin = acf;
+
+    /* admin bodies (up to 16k) are parsed in memory, never from a file */
+    if (clcf->client_body_buffer_size == NGX_CONF_UNSET_SIZE) {
+        clcf->client_body_buffer_size = NGX_HTTP_AIGOV_ADMIN_BODY_MAX;
+    }
 
     clcf->handler = ngx_http_aigov_admin_handler;
 

@@ -34,6 +34,8 @@ static void ngx_http_aigov_sync_handler(ngx_event_t *ev);
 static void ngx_http_aigov_sync_all(void);
 static void ngx_http_aigov_fetch(ngx_aigov_model_t *model);
 static void ngx_http_aigov_fetch_reply(void *data, redisReply *reply);
+static void ngx_http_aigov_parse_hash(redisReply *reply,
+    ngx_http_aigov_control_t *remote);
 static void ngx_http_aigov_push(ngx_aigov_model_t *model,
     ngx_http_aigov_control_t *ctl);
 static void ngx_http_aigov_push_reply(void *data, redisReply *reply);
@@ -49,25 +51,34 @@ static ngx_str_t *ngx_http_aigov_model_key(ngx_aigov_model_t *model);
 
 
 /*
- * KEYS[1] model hash, KEYS[2] audit stream.  ARGV: 1 the sender's
- * version (Redis may have restarted empty: never go below it), 2 kill,
- * 3 rollback, 4 active, 5 weights, 6 time, 7 by, 8 model, 9 action,
- * 10 old, 11 new, 12 node, 13 reason, 14 channel.  Returns the version.
+ * KEYS[1] model hash, KEYS[2] audit stream.  ARGV: 1 the sender's version
+ * (Redis may have restarted empty: never go below it), 2 time, 3 by,
+ * 4 model, 5 action, 6 old, 7 new, 8 node, 9 reason, 10 channel, 11-14 the
+ * sender's whole state (kill, rollback, active, weights: written only when
+ * Redis is behind it), then the changed fields as name, value pairs.  Only
+ * those fields are set, so concurrent changes of different fields from
+ * different nodes all stay.  Returns the whole hash after the change.
  */
 static const char  ngx_http_aigov_lua_write[] =
     "local v = tonumber(redis.call('HGET', KEYS[1], 'version') or '0') or 0 "
     "local min = tonumber(ARGV[1]) "
-    "if v < min then v = min end "
+    "if v < min then "
+    "  v = min "
+    "  redis.call('HSET', KEYS[1], 'kill', ARGV[11], 'rollback', ARGV[12], "
+    "    'active', ARGV[13], 'weights', ARGV[14]) "
+    "end "
     "v = v + 1 "
-    "redis.call('HSET', KEYS[1], 'version', v, 'kill', ARGV[2], "
-    "  'rollback', ARGV[3], 'active', ARGV[4], 'weights', ARGV[5], "
-    "  'updated', ARGV[6], 'by', ARGV[7]) "
+    "redis.call('HSET', KEYS[1], 'version', v, 'updated', ARGV[2], "
+    "  'by', ARGV[3]) "
+    "for i = 15, #ARGV, 2 do "
+    "  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) "
+    "end "
     "redis.call('XADD', KEYS[2], 'MAXLEN', '~', '10000', '*', "
-    "  'version', v, 'model', ARGV[8], 'action', ARGV[9], 'by', ARGV[7], "
-    "  'old', ARGV[10], 'new', ARGV[11], 'node', ARGV[12], "
-    "  'reason', ARGV[13], 'time', ARGV[6]) "
-    "redis.call('PUBLISH', ARGV[14], ARGV[8]) "
-    "return v";
+    "  'version', v, 'model', ARGV[4], 'action', ARGV[5], 'by', ARGV[3], "
+    "  'old', ARGV[6], 'new', ARGV[7], 'node', ARGV[8], "
+    "  'reason', ARGV[9], 'time', ARGV[2]) "
+    "redis.call('PUBLISH', ARGV[10], ARGV[4]) "
+    "return redis.call('HGETALL', KEYS[1])";
 
 /*
  * Write back a node's state if Redis has an older one (or none).
@@ -550,6 +561,9 @@ ngx_http_aigov_control_init_worker(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    /* one [warn] per outage per node: worker 0's command connection's */
+    ngx_http_aigov_cmd->quiet = (ngx_worker != 0);
+
     if (ngx_worker == 0) {
         /* worker 0 keeps the zone in sync with the fleet */
 
@@ -561,11 +575,13 @@ ngx_http_aigov_control_init_worker(ngx_cycle_t *cycle)
             return NGX_ERROR;
         }
 
+        ngx_http_aigov_sub->quiet = 1;
         ngx_http_aigov_sub->channels = &ngx_http_aigov_channel;
         ngx_http_aigov_sub->nchannels = 1;
         ngx_http_aigov_sub->on_message = ngx_http_aigov_message;
 
         ngx_http_aigov_sync_ev.handler = ngx_http_aigov_sync_handler;
+        ngx_http_aigov_sync_ev.data = mcf;    /* debug logging reads it */
         ngx_http_aigov_sync_ev.log = cycle->log;
         ngx_http_aigov_sync_ev.cancelable = 1;
 
@@ -759,13 +775,62 @@ ngx_http_aigov_control_same(ngx_http_aigov_control_t *a,
 
 
 static void
+ngx_http_aigov_parse_hash(redisReply *reply, ngx_http_aigov_control_t *remote)
+{
+    size_t       i;
+    int64_t      version;
+    redisReply  *k, *v;
+
+    ngx_memzero(remote, sizeof(ngx_http_aigov_control_t));
+    remote->kill = -1;
+    remote->rollback = -1;
+
+    for (i = 0; i + 1 < reply->elements; i += 2) {
+        k = reply->element[i];
+        v = reply->element[i + 1];
+
+        if (ngx_http_aigov_field(v, "version", k)) {
+            version = ngx_atoof((u_char *) v->str, v->len);
+            remote->version = (version > 0) ? (uint64_t) version : 0;
+
+        } else if (ngx_http_aigov_field(v, "kill", k)) {
+            remote->kill = ngx_http_aigov_tristate(v);
+
+        } else if (ngx_http_aigov_field(v, "rollback", k)) {
+            remote->rollback = ngx_http_aigov_tristate(v);
+
+        } else if (ngx_http_aigov_field(v, "active", k)) {
+            if (v->len <= sizeof(remote->active)) {
+                remote->active_len = (uint8_t) v->len;
+                ngx_memcpy(remote->active, v->str, v->len);
+            }
+
+        } else if (ngx_http_aigov_field(v, "weights", k)) {
+            if (v->len <= sizeof(remote->weights)) {
+                remote->weights_len = (uint16_t) v->len;
+                ngx_memcpy(remote->weights, v->str, v->len);
+            }
+
+        } else if (ngx_http_aigov_field(v, "updated", k)) {
+            remote->updated = ngx_atotm((u_char *) v->str, v->len);
+
+        } else if (ngx_http_aigov_field(v, "by", k)) {
+            remote->by_len = (uint8_t) ngx_min(v->len, sizeof(remote->by));
+            ngx_memcpy(remote->by, v->str, remote->by_len);
+        }
+    }
+
+    if (remote->updated == NGX_ERROR) {
+        remote->updated = 0;
+    }
+}
+
+
+static void
 ngx_http_aigov_fetch_reply(void *data, redisReply *reply)
 {
     ngx_aigov_model_t *model = data;
 
-    size_t                     i;
-    int64_t                    version;
-    redisReply                *k, *v;
     ngx_aigov_runtime_t        rt;
     ngx_str_t                  err;
     ngx_http_aigov_shctx_t    *sh;
@@ -783,48 +848,7 @@ ngx_http_aigov_fetch_reply(void *data, redisReply *reply)
         sh->redis_since = ngx_time();
     }
 
-    ngx_memzero(&remote, sizeof(ngx_http_aigov_control_t));
-    remote.kill = -1;
-    remote.rollback = -1;
-
-    for (i = 0; i + 1 < reply->elements; i += 2) {
-        k = reply->element[i];
-        v = reply->element[i + 1];
-
-        if (ngx_http_aigov_field(v, "version", k)) {
-            version = ngx_atoof((u_char *) v->str, v->len);
-            remote.version = (version > 0) ? (uint64_t) version : 0;
-
-        } else if (ngx_http_aigov_field(v, "kill", k)) {
-            remote.kill = ngx_http_aigov_tristate(v);
-
-        } else if (ngx_http_aigov_field(v, "rollback", k)) {
-            remote.rollback = ngx_http_aigov_tristate(v);
-
-        } else if (ngx_http_aigov_field(v, "active", k)) {
-            if (v->len <= sizeof(remote.active)) {
-                remote.active_len = (uint8_t) v->len;
-                ngx_memcpy(remote.active, v->str, v->len);
-            }
-
-        } else if (ngx_http_aigov_field(v, "weights", k)) {
-            if (v->len <= sizeof(remote.weights)) {
-                remote.weights_len = (uint16_t) v->len;
-                ngx_memcpy(remote.weights, v->str, v->len);
-            }
-
-        } else if (ngx_http_aigov_field(v, "updated", k)) {
-            remote.updated = ngx_atotm((u_char *) v->str, v->len);
-
-        } else if (ngx_http_aigov_field(v, "by", k)) {
-            remote.by_len = (uint8_t) ngx_min(v->len, sizeof(remote.by));
-            ngx_memcpy(remote.by, v->str, remote.by_len);
-        }
-    }
-
-    if (remote.updated == NGX_ERROR) {
-        remote.updated = 0;
-    }
+    ngx_http_aigov_parse_hash(reply, &remote);
 
     ngx_shmtx_lock(&ngx_http_aigov_sync_mcf->shpool->mutex);
 
@@ -974,12 +998,12 @@ ngx_http_aigov_push_reply(void *data, redisReply *reply)
 ngx_int_t
 ngx_http_aigov_control_change(ngx_http_aigov_change_t *ch)
 {
-    size_t                       n;
-    u_char                      *old, *new, version[NGX_INT64_LEN],
+    u_char                      *buf, *old, *new, version[NGX_INT64_LEN],
                                  updated[NGX_TIME_T_LEN];
     ngx_str_t                   *key;
-    const char                  *argv[18];
-    size_t                       argvlen[18];
+    ngx_uint_t                   n;
+    const char                  *argv[24];
+    size_t                       argvlen[24];
     ngx_aigov_redis_cmd_t       *cmd;
     ngx_http_aigov_main_conf_t  *mcf;
 
@@ -999,74 +1023,98 @@ ngx_http_aigov_control_change(ngx_http_aigov_change_t *ch)
         return NGX_OK;
     }
 
-    old = ngx_alloc(2 * 1024, ch->log);
-    if (old == NULL) {
+    buf = ngx_alloc(2 * 1024, ch->log);
+    if (buf == NULL) {
         ngx_http_aigov_change_local(ch);
         return NGX_OK;
     }
 
-    new = old + 1024;
+    old = buf;
+    new = buf + 1024;
 
     key = ngx_http_aigov_model_key(ch->model);
 
     argv[0] = "EVAL";
+    argvlen[0] = 4;
     argv[1] = ngx_http_aigov_lua_write;
+    argvlen[1] = sizeof(ngx_http_aigov_lua_write) - 1;
     argv[2] = "2";
+    argvlen[2] = 1;
     argv[3] = (const char *) key->data;
     argvlen[3] = key->len;
     argv[4] = (const char *) ngx_http_aigov_audit_key.data;
     argvlen[4] = ngx_http_aigov_audit_key.len;
+
+    /* ARGV[1..10] */
     argv[5] = (const char *) version;
     argvlen[5] = ngx_sprintf(version, "%uL", ch->old.version) - version;
-    argv[6] = tri[ch->new.kill + 1];
-    argv[7] = tri[ch->new.rollback + 1];
-    argv[8] = (const char *) ch->new.active;
-    argvlen[8] = ch->new.active_len;
-    argv[9] = (const char *) ch->new.weights;
-    argvlen[9] = ch->new.weights_len;
-    argv[10] = (const char *) updated;
-    argvlen[10] = ngx_sprintf(updated, "%T", ch->new.updated) - updated;
-    argv[11] = (const char *) ch->new.by;
-    argvlen[11] = ch->new.by_len;
-    argv[12] = (const char *) ch->model->name.data;
-    argvlen[12] = ch->model->name.len;
-    argv[13] = (const char *) ch->action.data;
-    argvlen[13] = ch->action.len;
+    argv[6] = (const char *) updated;
+    argvlen[6] = ngx_sprintf(updated, "%T", ch->new.updated) - updated;
+    argv[7] = (const char *) ch->new.by;
+    argvlen[7] = ch->new.by_len;
+    argv[8] = (const char *) ch->model->name.data;
+    argvlen[8] = ch->model->name.len;
+    argv[9] = (const char *) ch->action.data;
+    argvlen[9] = ch->action.len;
+    argv[10] = (const char *) old;
+    argvlen[10] = ngx_http_aigov_control_text(&ch->old, old, 1024);
+    argv[11] = (const char *) new;
+    argvlen[11] = ngx_http_aigov_control_text(&ch->new, new, 1024);
+    argv[12] = (const char *) ngx_cycle->hostname.data;
+    argvlen[12] = ngx_cycle->hostname.len;
+    argv[13] = (const char *) ch->reason.data;
+    argvlen[13] = ch->reason.len;
+    argv[14] = (const char *) ngx_http_aigov_channel.data;
+    argvlen[14] = ngx_http_aigov_channel.len;
 
-    n = ngx_http_aigov_control_text(&ch->old, old, 1024);
-    argv[14] = (const char *) old;
-    argvlen[14] = n;
-    n = ngx_http_aigov_control_text(&ch->new, new, 1024);
-    argv[15] = (const char *) new;
-    argvlen[15] = n;
+    /* ARGV[11..14]: this node's whole state, for a Redis that lost it */
+    argv[15] = tri[ch->old.kill + 1];
+    argvlen[15] = ngx_strlen(argv[15]);
+    argv[16] = tri[ch->old.rollback + 1];
+    argvlen[16] = ngx_strlen(argv[16]);
+    argv[17] = (const char *) ch->old.active;
+    argvlen[17] = ch->old.active_len;
+    argv[18] = (const char *) ch->old.weights;
+    argvlen[18] = ch->old.weights_len;
 
-    argv[16] = (const char *) ngx_cycle->hostname.data;
-    argvlen[16] = ngx_cycle->hostname.len;
-    argv[17] = (const char *) ch->reason.data;
-    argvlen[17] = ch->reason.len;
+    /* the changed fields */
+    n = 19;
 
-    argvlen[0] = 4;
-    argvlen[1] = sizeof(ngx_http_aigov_lua_write) - 1;
-    argvlen[2] = 1;
-    argvlen[6] = ngx_strlen(argv[6]);
-    argvlen[7] = ngx_strlen(argv[7]);
-
-    /* the channel is the last argument */
-    {
-        const char  *av[19];
-        size_t       al[19];
-
-        ngx_memcpy(av, argv, sizeof(argv));
-        ngx_memcpy(al, argvlen, sizeof(argvlen));
-        av[18] = (const char *) ngx_http_aigov_channel.data;
-        al[18] = ngx_http_aigov_channel.len;
-
-        cmd = ngx_aigov_redis_send(ngx_http_aigov_cmd,
-                                   ngx_http_aigov_change_reply, ch,
-                                   19, av, al);
+    if (ch->fields & NGX_HTTP_AIGOV_F_KILL) {
+        argv[n] = "kill";
+        argvlen[n++] = 4;
+        argv[n] = tri[ch->new.kill + 1];
+        argvlen[n] = ngx_strlen(argv[n]);
+        n++;
     }
 
-    ngx_free(old);
+    if (ch->fields & NGX_HTTP_AIGOV_F_ROLLBACK) {
+        argv[n] = "rollback";
+        argvlen[n++] = 8;
+        argv[n] = tri[ch->new.rollback + 1];
+        argvlen[n] = ngx_strlen(argv[n]);
+        n++;
+    }
+
+    if (ch->fields & NGX_HTTP_AIGOV_F_ACTIVE) {
+        argv[n] = "active";
+        argvlen[n++] = 6;
+        argv[n] = (const char *) ch->new.active;
+        argvlen[n++] = ch->new.active_len;
+    }
+
+    if (ch->fields & NGX_HTTP_AIGOV_F_WEIGHTS) {
+        argv[n] = "weights";
+        argvlen[n++] = 7;
+        argv[n] = (const char *) ch->new.weights;
+        argvlen[n++] = ch->new.weights_len;
+    }
+
+    cmd = ngx_aigov_redis_send(ngx_http_aigov_cmd,
+                               ngx_http_aigov_change_reply, ch,
+                               (int) n, argv, argvlen);
+
+    ngx_free(buf);
 
     if (cmd == NULL) {
         ngx_http_aigov_change_local(ch);
@@ -1094,12 +1142,12 @@ ngx_http_aigov_change_reply(void *data, redisReply *reply)
 {
     ngx_http_aigov_change_t *ch = data;
 
-    ngx_http_aigov_control_t    cur;
+    ngx_http_aigov_control_t    cur, remote;
     ngx_http_aigov_main_conf_t *mcf;
 
     ch->cmd = NULL;
 
-    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
         if (reply && reply->type == REDIS_REPLY_ERROR) {
             ngx_log_error(NGX_LOG_ERR, ch->log, 0,
                           "aigov: redis refused the change of model \"%V\": "
@@ -1115,16 +1163,18 @@ ngx_http_aigov_change_reply(void *data, redisReply *reply)
     mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
                                               ngx_http_aigov_module);
 
-    ch->new.version = (uint64_t) reply->integer;
-    ch->new.dirty = 0;
+    /* Redis answers with the whole state after the change */
+    ngx_http_aigov_parse_hash(reply, &remote);
+
+    ch->new = remote;
     ch->propagated = 1;
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
     ngx_http_aigov_control_read(ch->model, &cur);
 
-    if (ch->new.version > cur.version) {
-        ngx_http_aigov_control_store(ch->model, &ch->new);
+    if (remote.version > cur.version) {
+        ngx_http_aigov_control_store(ch->model, &remote);
     }
 
     ngx_shmtx_unlock(&mcf->shpool->mutex);
@@ -1146,15 +1196,40 @@ ngx_http_aigov_change_local(ngx_http_aigov_change_t *ch)
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
+    /* apply only the changed fields to the current state */
+
     ngx_http_aigov_control_read(ch->model, &cur);
 
-    ch->new.version = ngx_max(cur.version, ch->old.version) + 1;
-    ch->new.dirty = (mcf->redis != NULL);
-    ch->propagated = 0;
+    if (ch->fields & NGX_HTTP_AIGOV_F_KILL) {
+        cur.kill = ch->new.kill;
+    }
 
-    ngx_http_aigov_control_store(ch->model, &ch->new);
+    if (ch->fields & NGX_HTTP_AIGOV_F_ROLLBACK) {
+        cur.rollback = ch->new.rollback;
+    }
+
+    if (ch->fields & NGX_HTTP_AIGOV_F_ACTIVE) {
+        cur.active_len = ch->new.active_len;
+        ngx_memcpy(cur.active, ch->new.active, ch->new.active_len);
+    }
+
+    if (ch->fields & NGX_HTTP_AIGOV_F_WEIGHTS) {
+        cur.weights_len = ch->new.weights_len;
+        ngx_memcpy(cur.weights, ch->new.weights, ch->new.weights_len);
+    }
+
+    cur.version = ngx_max(cur.version, ch->old.version) + 1;
+    cur.dirty = (mcf->redis != NULL);
+    cur.updated = ch->new.updated;
+    cur.by_len = ch->new.by_len;
+    ngx_memcpy(cur.by, ch->new.by, ch->new.by_len);
+
+    ngx_http_aigov_control_store(ch->model, &cur);
 
     ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+    ch->new = cur;
+    ch->propagated = 0;
 
     ngx_http_aigov_audit_log(ch);
 }

@@ -178,8 +178,14 @@ typedef struct ngx_http_aigov_change_s  ngx_http_aigov_change_t;
 
 typedef void (*ngx_http_aigov_change_done_pt)(ngx_http_aigov_change_t *ch);
 
+#define NGX_HTTP_AIGOV_F_KILL       0x01
+#define NGX_HTTP_AIGOV_F_ROLLBACK   0x02
+#define NGX_HTTP_AIGOV_F_ACTIVE     0x04
+#define NGX_HTTP_AIGOV_F_WEIGHTS    0x08
+
 struct ngx_http_aigov_change_s {
     ngx_aigov_model_t               *model;
+    ngx_uint_t                       fields;    /* NGX_HTTP_AIGOV_F_* */
     ngx_http_aigov_control_t         old;
     ngx_http_aigov_control_t         new;
     ngx_str_t                        action;

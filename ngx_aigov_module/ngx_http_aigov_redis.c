@@ -229,7 +229,7 @@ ngx_aigov_redis_handshake_reply(void *data, redisReply *reply)
     }
 
     if (rds->failures) {
-        ngx_log_error(NGX_LOG_NOTICE, rds->log, 0,
+        ngx_log_error((rds->quiet ? NGX_LOG_INFO : NGX_LOG_NOTICE), rds->log, 0,
                       "aigov redis %V (%s): connected again after %ui "
                       "failures", &rds->conf->addr.name, rds->role,
                       rds->failures);
@@ -581,7 +581,8 @@ ngx_aigov_redis_fail(ngx_aigov_redis_t *rds, const char *why, ngx_err_t err)
 
     /* log on the first failure only: a down Redis must not flood the log */
     if (rds->failures++ == 0 && !rds->closing) {
-        ngx_log_error(NGX_LOG_WARN, rds->log, err,
+        ngx_log_error((rds->quiet ? NGX_LOG_INFO : NGX_LOG_WARN), rds->log,
+                      err,
                       "aigov redis %V (%s): %s; serving from shared memory, "
                       "retrying", &rds->conf->addr.name, rds->role, why);
     }

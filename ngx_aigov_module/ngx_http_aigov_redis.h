@@ -82,6 +82,7 @@ struct ngx_aigov_redis_s {
     ngx_uint_t                 failures;      /* since the last success */
     u_char                     last_error[128];
     ngx_uint_t                 closing;       /* worker exit */
+    ngx_uint_t                 quiet;         /* outages at info level */
     ngx_uint_t                 epoch;         /* bumps on every close */
 };
 

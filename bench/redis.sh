@@ -1,0 +1,92 @@
+#!/bin/sh
+# Issue 3 bar: routing with Redis configured vs without, and with Redis
+# SIGSTOPped in the middle of a run.  Zero failed requests; rps ratio
+# >= 0.95.  Same backend, same run, interleaved rounds.
+#
+#   bench/redis.sh             (DURATION=10 ROUNDS=3 CONNS=32 by default)
+set -e
+ROUNDS=${ROUNDS:-3}
+. "$(dirname "$0")/lib.sh"
+
+[ -f "$MODULE" ] || make -C "$ROOT" -s module
+
+REDIS_PORT=${REDIS_PORT:-18379}
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
+    --appendonly no --daemonize no --logfile "$BENCH_TMP/redis.log" &
+echo $! > "$BENCH_TMP/redis.pid"
+i=0
+until redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; do
+    i=$((i + 1)); [ $i -lt 50 ] || { echo "bench: redis-server did not start on $REDIS_PORT" >&2; exit 1; }
+    sleep 0.1
+done
+
+bench_backend 18001 18002
+
+models='
+    upstream chat_v1 { server 127.0.0.1:18001; keepalive 64; }
+    upstream chat_v2 { server 127.0.0.1:18002; keepalive 64; }
+    aigov_zone aigov:1m;
+    aigov_upstream aigov;
+    aigov_model chat {
+        variant        v1 chat_v1 version=1.4.2 stable;
+        variant        v2 chat_v2 version=1.5.0;
+        canary         v2 10%;
+        canary_sticky  $http_x_api_key;
+    }
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";'
+
+bench_nginx noredis "$models
+    server {
+        listen 127.0.0.1:18090;
+        location / { aigov_route model=chat; proxy_pass http://aigov; }
+    }"
+
+bench_nginx redis "$models
+    aigov_redis 127.0.0.1:$REDIS_PORT sync_interval=1s;
+    server {
+        listen 127.0.0.1:18091;
+        location / { aigov_route model=chat; proxy_pass http://aigov; }
+    }"
+
+cat > "$BENCH_TMP/keys.lua" <<'END'
+local n = 0
+request = function()
+    n = n + 1
+    return wrk.format("GET", nil, { ["X-Api-Key"] = "user-" .. (n % 100000) })
+end
+END
+
+sleep 1
+echo "redis benchmark: ${ROUNDS} rounds of ${DURATION}s, ${CONNS} connections, 1 nginx worker each"
+bench_wrk http://127.0.0.1:18090/ -s "$BENCH_TMP/keys.lua" > /dev/null
+
+: > "$BENCH_TMP/none"; : > "$BENCH_TMP/with"; : > "$BENCH_TMP/stop"
+r=1
+while [ "$r" -le "$ROUNDS" ]; do
+    a=$(bench_wrk http://127.0.0.1:18090/ -s "$BENCH_TMP/keys.lua")
+    b=$(bench_wrk http://127.0.0.1:18091/ -s "$BENCH_TMP/keys.lua")
+    # SIGSTOP Redis halfway through the run, SIGCONT after it
+    ( sleep $((DURATION / 2)); kill -STOP "$(cat "$BENCH_TMP/redis.pid")" ) &
+    c=$(bench_wrk http://127.0.0.1:18091/ -s "$BENCH_TMP/keys.lua")
+    wait
+    kill -CONT "$(cat "$BENCH_TMP/redis.pid")"
+    echo "$a" >> "$BENCH_TMP/none"; echo "$b" >> "$BENCH_TMP/with"; echo "$c" >> "$BENCH_TMP/stop"
+    echo "  round $r: no redis $(echo "$a" | cut -d' ' -f1) rps; redis $(echo "$b" | cut -d' ' -f1) rps; redis stopped mid-run $(echo "$c" | cut -d' ' -f1) rps (failed: $(echo "$a" | cut -d' ' -f3)/$(echo "$b" | cut -d' ' -f3)/$(echo "$c" | cut -d' ' -f3))"
+    sleep 2   # let the node reconnect
+    r=$((r + 1))
+done
+
+for f in none with stop; do
+    eval "rps_$f=\$(cut -d' ' -f1 \"\$BENCH_TMP/$f\" | median)"
+    eval "p99_$f=\$(cut -d' ' -f2 \"\$BENCH_TMP/$f\" | median)"
+    eval "err_$f=\$(awk '{ s += \$3 } END { print s + 0 }' \"\$BENCH_TMP/$f\")"
+done
+
+grep -c "serving from shared memory" "$BENCH_TMP/redis/logs/error.log" \
+    | sed 's/^/  redis outages logged by the node: /'
+awk -v a="$rps_none" -v b="$rps_with" -v c="$rps_stop" \
+    -v pa="$p99_none" -v pb="$p99_with" -v pc="$p99_stop" \
+    -v eb="$err_with" -v ec="$err_stop" 'BEGIN {
+    printf "RESULT redis vs no redis: rps ratio %.3f, p99 ratio %.3f, failed requests %d\n", b / a, pb / pa, eb
+    printf "RESULT redis stopped mid-run vs no redis: rps ratio %.3f, p99 ratio %.3f, failed requests %d\n", c / a, pc / pa, ec }'
