@@ -16,7 +16,7 @@ bench_cleanup() {
     for pidf in "$BENCH_TMP"/*.pid; do
         [ -f "$pidf" ] || continue
         case $pidf in
-            */redis*.pid) kill -CONT "$(cat "$pidf")" 2>/dev/null || true
+            */redis-server.pid) kill -CONT "$(cat "$pidf")" 2>/dev/null || true
                           kill -TERM "$(cat "$pidf")" 2>/dev/null || true ;;
             *)            kill -QUIT "$(cat "$pidf")" 2>/dev/null || true ;;
         esac
@@ -123,10 +123,16 @@ bench_compare() {
         errs=$(awk '{ s += $3 } END { print s + 0 }' "$BENCH_TMP/res.$i")
         echo "  median $label: $rps rps, p99 $p99 ms, failed requests $errs"
         if [ $i -gt 1 ]; then
-            awk -v a="$base_rps" -v b="$rps" -v pa="$base_p99" -v pb="$p99" \
-                -v e="$errs" -v la="$label_1" -v lb="$label" 'BEGIN {
-                printf "RESULT %s vs %s: rps ratio %.3f, p99 ratio %.3f, failed requests %d\n",
-                       lb, la, b / a, (pa > 0 ? pb / pa : 0), e }'
+            # the median of each round's ratio: the machine's speed drifts
+            # between rounds more than within one
+            rr=$(paste -d' ' "$BENCH_TMP/res.1" "$BENCH_TMP/res.$i" \
+                 | awk '{ print $4 / $1 }' | median)
+            pr=$(paste -d' ' "$BENCH_TMP/res.1" "$BENCH_TMP/res.$i" \
+                 | awk '{ print ($2 > 0 ? $5 / $2 : 0) }' | median)
+            awk -v rr="$rr" -v pr="$pr" -v e="$errs" -v la="$label_1" \
+                -v lb="$label" 'BEGIN {
+                printf "RESULT %s vs %s: rps ratio %.3f, p99 ratio %.3f (medians of per-round ratios), failed requests %d\n",
+                       lb, la, rr, pr, e }'
         fi
         i=$((i + 1))
     done

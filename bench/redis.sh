@@ -10,12 +10,13 @@ ROUNDS=${ROUNDS:-3}
 
 [ -f "$MODULE" ] || make -C "$ROOT" -s module
 
-REDIS_PORT=${REDIS_PORT:-18379}
+REDIS_PORT=${REDIS_PORT:-$((20000 + $$ % 10000))}
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
     --appendonly no --daemonize no --logfile "$BENCH_TMP/redis.log" &
-echo $! > "$BENCH_TMP/redis.pid"
+echo $! > "$BENCH_TMP/redis-server.pid"
 i=0
-until redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; do
+until redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG \
+      && kill -0 "$(cat "$BENCH_TMP/redis-server.pid")" 2>/dev/null; do
     i=$((i + 1)); [ $i -lt 50 ] || { echo "bench: redis-server did not start on $REDIS_PORT" >&2; exit 1; }
     sleep 0.1
 done
@@ -42,7 +43,7 @@ bench_nginx noredis "$models
         location / { aigov_route model=chat; proxy_pass http://aigov; }
     }"
 
-bench_nginx redis "$models
+bench_nginx withredis "$models
     aigov_redis 127.0.0.1:$REDIS_PORT sync_interval=1s;
     server {
         listen 127.0.0.1:18091;
@@ -67,10 +68,11 @@ while [ "$r" -le "$ROUNDS" ]; do
     a=$(bench_wrk http://127.0.0.1:18090/ -s "$BENCH_TMP/keys.lua")
     b=$(bench_wrk http://127.0.0.1:18091/ -s "$BENCH_TMP/keys.lua")
     # SIGSTOP Redis halfway through the run, SIGCONT after it
-    ( sleep $((DURATION / 2)); kill -STOP "$(cat "$BENCH_TMP/redis.pid")" ) &
+    ( sleep $((DURATION / 2)); kill -STOP "$(cat "$BENCH_TMP/redis-server.pid")" ) &
+    stopper=$!
     c=$(bench_wrk http://127.0.0.1:18091/ -s "$BENCH_TMP/keys.lua")
-    wait
-    kill -CONT "$(cat "$BENCH_TMP/redis.pid")"
+    wait "$stopper"   # not a bare wait: redis-server is a child too
+    kill -CONT "$(cat "$BENCH_TMP/redis-server.pid")"
     echo "$a" >> "$BENCH_TMP/none"; echo "$b" >> "$BENCH_TMP/with"; echo "$c" >> "$BENCH_TMP/stop"
     echo "  round $r: no redis $(echo "$a" | cut -d' ' -f1) rps; redis $(echo "$b" | cut -d' ' -f1) rps; redis stopped mid-run $(echo "$c" | cut -d' ' -f1) rps (failed: $(echo "$a" | cut -d' ' -f3)/$(echo "$b" | cut -d' ' -f3)/$(echo "$c" | cut -d' ' -f3))"
     sleep 2   # let the node reconnect
@@ -83,10 +85,14 @@ for f in none with stop; do
     eval "err_$f=\$(awk '{ s += \$3 } END { print s + 0 }' \"\$BENCH_TMP/$f\")"
 done
 
-grep -c "serving from shared memory" "$BENCH_TMP/redis/logs/error.log" \
+grep -c "serving from shared memory" "$BENCH_TMP/withredis/logs/error.log" \
     | sed 's/^/  redis outages logged by the node: /'
-awk -v a="$rps_none" -v b="$rps_with" -v c="$rps_stop" \
-    -v pa="$p99_none" -v pb="$p99_with" -v pc="$p99_stop" \
-    -v eb="$err_with" -v ec="$err_stop" 'BEGIN {
-    printf "RESULT redis vs no redis: rps ratio %.3f, p99 ratio %.3f, failed requests %d\n", b / a, pb / pa, eb
-    printf "RESULT redis stopped mid-run vs no redis: rps ratio %.3f, p99 ratio %.3f, failed requests %d\n", c / a, pc / pa, ec }'
+ratio() {   # FILE COLUMN: the median over rounds of FILE's / none's
+    paste -d' ' "$BENCH_TMP/none" "$BENCH_TMP/$1" \
+        | awk -v c="$2" '{ print $(c + 3) / $c }' | median
+}
+
+printf 'RESULT redis vs no redis: rps ratio %.3f, p99 ratio %.3f (medians of per-round ratios), failed requests %d\n' \
+    "$(ratio with 1)" "$(ratio with 2)" "$err_with"
+printf 'RESULT redis stopped mid-run vs no redis: rps ratio %.3f, p99 ratio %.3f (medians of per-round ratios), failed requests %d\n' \
+    "$(ratio stop 1)" "$(ratio stop 2)" "$err_stop"

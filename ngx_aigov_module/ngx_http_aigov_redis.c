@@ -216,10 +216,14 @@ ngx_aigov_redis_handshake_reply(void *data, redisReply *reply)
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, rds->log, 0,
-                      "aigov redis %V (%s): handshake refused: %*s",
-                      &rds->conf->addr.name, rds->role,
-                      ngx_min(reply->len, 200), reply->str);
+        /* once per outage, like any other failure: it retries forever */
+        if (rds->failures == 0) {
+            ngx_log_error(NGX_LOG_ERR, rds->log, 0,
+                          "aigov redis %V (%s): handshake refused: %*s",
+                          &rds->conf->addr.name, rds->role,
+                          ngx_min(reply->len, 200), reply->str);
+        }
+
         ngx_aigov_redis_fail(rds, "handshake refused", 0);
         return;
     }
