@@ -67,8 +67,6 @@ static void ngx_http_aigov_admin_audit_reply(void *data, redisReply *reply);
 static void ngx_http_aigov_admin_cleanup(void *data);
 static ngx_http_aigov_token_t *ngx_http_aigov_admin_auth(
     ngx_http_request_t *r, ngx_http_aigov_admin_conf_t *acf);
-static ngx_int_t ngx_http_aigov_admin_send_json(ngx_http_request_t *r,
-    ngx_uint_t status, json_t *doc);
 static ngx_int_t ngx_http_aigov_admin_problem(ngx_http_request_t *r,
     ngx_uint_t status, const char *type, const char *title,
     const char *fmt, ...);
@@ -237,7 +235,7 @@ ngx_http_aigov_admin_handler(ngx_http_request_t *r)
             json_array_append_new(list, ngx_http_aigov_admin_model_json(m[i]));
         }
 
-        return ngx_http_aigov_admin_send_json(r, NGX_HTTP_OK, doc);
+        return ngx_http_aigov_send_json(r, NGX_HTTP_OK, doc);
     }
 
     ctx->model = ngx_http_aigov_find_model(mcf, name.data, name.len);
@@ -261,7 +259,7 @@ ngx_http_aigov_admin_handler(ngx_http_request_t *r)
             return rc;
         }
 
-        return ngx_http_aigov_admin_send_json(r, NGX_HTTP_OK,
+        return ngx_http_aigov_send_json(r, NGX_HTTP_OK,
                    ngx_http_aigov_admin_model_json(ctx->model));
     }
 
@@ -675,7 +673,7 @@ ngx_http_aigov_admin_write(ngx_http_request_t *r,
         return NGX_DONE;
     }
 
-    return ngx_http_aigov_admin_send_json(r, NGX_HTTP_OK,
+    return ngx_http_aigov_send_json(r, NGX_HTTP_OK,
                ngx_http_aigov_admin_change_json(ch));
 }
 
@@ -694,7 +692,7 @@ ngx_http_aigov_admin_done(ngx_http_aigov_change_t *ch)
 
     ctx->waiting = 0;
 
-    rc = ngx_http_aigov_admin_send_json(r, NGX_HTTP_OK,
+    rc = ngx_http_aigov_send_json(r, NGX_HTTP_OK,
              ngx_http_aigov_admin_change_json(ch));
 
     ngx_http_finalize_request(r, rc);
@@ -859,7 +857,7 @@ ngx_http_aigov_admin_audit_reply(void *data, redisReply *reply)
         json_array_append_new(list, entry);
     }
 
-    rc = ngx_http_aigov_admin_send_json(r, NGX_HTTP_OK,
+    rc = ngx_http_aigov_send_json(r, NGX_HTTP_OK,
                                         json_pack("{s:o}", "audit", list));
 
 done:
@@ -977,68 +975,12 @@ ngx_http_aigov_admin_model_json(ngx_aigov_model_t *model)
 
 
 static ngx_int_t
-ngx_http_aigov_admin_send_json(ngx_http_request_t *r, ngx_uint_t status,
-    json_t *doc)
-{
-    char         *text;
-    size_t        len;
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
-
-    if (doc == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    json_decref(doc);
-
-    if (text == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    len = ngx_strlen(text);
-
-    b = ngx_create_temp_buf(r->pool, len + 1);
-    if (b == NULL) {
-        free(text);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->last = ngx_cpymem(b->last, text, len);
-    *b->last++ = '\n';
-    free(text);
-
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = b->last - b->pos;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
-}
-
-
-static ngx_int_t
 ngx_http_aigov_admin_problem(ngx_http_request_t *r, ngx_uint_t status,
     const char *type, const char *title, const char *fmt, ...)
 {
-    u_char            buf[512], *p;
-    va_list           args;
-    ngx_str_t         detail;
-    ngx_table_elt_t  *h;
+    u_char     buf[512], *p;
+    va_list    args;
+    ngx_str_t  detail, name, value;
 
     va_start(args, fmt);
     p = ngx_vslprintf(buf, buf + sizeof(buf), fmt, args);
@@ -1048,32 +990,22 @@ ngx_http_aigov_admin_problem(ngx_http_request_t *r, ngx_uint_t status,
     detail.len = p - buf;
 
     if (status == NGX_HTTP_UNAUTHORIZED) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
+        ngx_str_set(&name, "WWW-Authenticate");
+        ngx_str_set(&value, "Bearer realm=\"aigov\"");
+
+        if (ngx_aigov_add_header(r, &name, &value) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        h->hash = 1;
-#if (nginx_version >= 1023000)
-        h->next = NULL;
-#endif
-        ngx_str_set(&h->key, "WWW-Authenticate");
-        ngx_str_set(&h->value, "Bearer realm=\"aigov\"");
     }
 
     if (status == NGX_HTTP_NOT_ALLOWED) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
+        ngx_str_set(&name, "Allow");
+        value.data = (u_char *) ngx_http_aigov_admin_allow;
+        value.len = ngx_strlen(ngx_http_aigov_admin_allow);
+
+        if (ngx_aigov_add_header(r, &name, &value) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        h->hash = 1;
-#if (nginx_version >= 1023000)
-        h->next = NULL;
-#endif
-        ngx_str_set(&h->key, "Allow");
-        h->value.data = (u_char *) ngx_http_aigov_admin_allow;
-        h->value.len = ngx_strlen(ngx_http_aigov_admin_allow);
     }
 
     ngx_http_aigov_admin_allow = "GET, HEAD, POST, PUT, DELETE";

@@ -482,10 +482,10 @@ ngx_http_aigov_problem(ngx_http_request_t *r, ngx_uint_t status,
     size_t            len;
     u_char           *p;
     ngx_int_t         rc;
+    ngx_str_t         value;
     ngx_buf_t        *b;
     ngx_chain_t       out;
     ngx_aigov_ctx_t  *ctx;
-    ngx_table_elt_t  *h;
 
     static ngx_str_t  retry_name = ngx_string("Retry-After");
 
@@ -536,22 +536,16 @@ ngx_http_aigov_problem(ngx_http_request_t *r, ngx_uint_t status,
     r->headers_out.content_type_lowcase = NULL;
 
     if (retry_after > 0) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
+        value.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+        if (value.data == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        h->hash = 1;
-#if (nginx_version >= 1023000)
-        h->next = NULL;
-#endif
-        h->key = retry_name;
-        h->value.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
-        if (h->value.data == NULL) {
+        value.len = ngx_sprintf(value.data, "%T", retry_after) - value.data;
+
+        if (ngx_aigov_add_header(r, &retry_name, &value) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-        h->value.len = ngx_sprintf(h->value.data, "%T", retry_after)
-                       - h->value.data;
     }
 
     rc = ngx_http_send_header(r);

@@ -208,6 +208,8 @@ char *ngx_http_aigov_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /* ngx_http_aigov_status.c */
 char *ngx_http_aigov_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_aigov_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    json_t *doc);
 
 
 #endif /* NGX_HTTP_AIGOV_MODULE_H_INCLUDED_ */

@@ -24,6 +24,8 @@ static void ngx_aigov_redis_dispatch(ngx_aigov_redis_t *rds,
     redisReply *reply);
 static void ngx_aigov_redis_fail(ngx_aigov_redis_t *rds, const char *why,
     ngx_err_t err);
+static ngx_int_t ngx_aigov_redis_handshake(ngx_aigov_redis_t *rds,
+    const char *cmd, ngx_str_t *arg);
 static void ngx_aigov_redis_handshake_reply(void *data, redisReply *reply);
 static ngx_aigov_redis_cmd_t *ngx_aigov_redis_queue(ngx_aigov_redis_t *rds,
     ngx_aigov_redis_handler_pt handler, void *data, int argc,
@@ -60,11 +62,10 @@ ngx_aigov_redis_create(ngx_cycle_t *cycle, ngx_aigov_redis_conf_t *conf,
 void
 ngx_aigov_redis_connect(ngx_aigov_redis_t *rds)
 {
+    u_char             db[NGX_INT_T_LEN];
     ngx_int_t          rc;
-    ngx_str_t          auth[2], sel[2], sub[2];
+    ngx_str_t          arg;
     ngx_uint_t         i;
-    const char        *argv[2];
-    size_t             argvlen[2];
     ngx_connection_t  *c;
 
     if (rds->c || rds->closing) {
@@ -116,83 +117,35 @@ ngx_aigov_redis_connect(ngx_aigov_redis_t *rds)
 
     rds->handshake = 0;
 
-    if (rds->conf->password.len) {
-        ngx_str_set(&auth[0], "AUTH");
-        auth[1] = rds->conf->password;
-
-        for (i = 0; i < 2; i++) {
-            argv[i] = (const char *) auth[i].data;
-            argvlen[i] = auth[i].len;
-        }
-
-        if (ngx_aigov_redis_queue(rds, ngx_aigov_redis_handshake_reply, rds,
-                                  2, argv, argvlen)
-            == NULL)
-        {
-            ngx_aigov_redis_fail(rds, "out of memory", 0);
-            return;
-        }
-
-        rds->handshake++;
+    if (rds->conf->password.len
+        && ngx_aigov_redis_handshake(rds, "AUTH", &rds->conf->password)
+           != NGX_OK)
+    {
+        return;
     }
 
     if (rds->conf->db > 0) {
-        u_char  buf[NGX_INT_T_LEN];
+        arg.data = db;
+        arg.len = ngx_sprintf(db, "%i", rds->conf->db) - db;
 
-        ngx_str_set(&sel[0], "SELECT");
-        sel[1].data = buf;
-        sel[1].len = ngx_sprintf(buf, "%i", rds->conf->db) - buf;
-
-        for (i = 0; i < 2; i++) {
-            argv[i] = (const char *) sel[i].data;
-            argvlen[i] = sel[i].len;
-        }
-
-        if (ngx_aigov_redis_queue(rds, ngx_aigov_redis_handshake_reply, rds,
-                                  2, argv, argvlen)
-            == NULL)
-        {
-            ngx_aigov_redis_fail(rds, "out of memory", 0);
+        if (ngx_aigov_redis_handshake(rds, "SELECT", &arg) != NGX_OK) {
             return;
         }
-
-        rds->handshake++;
     }
 
     for (i = 0; i < rds->nchannels; i++) {
-        ngx_str_set(&sub[0], "SUBSCRIBE");
-        sub[1] = rds->channels[i];
-
-        argv[0] = (const char *) sub[0].data;
-        argvlen[0] = sub[0].len;
-        argv[1] = (const char *) sub[1].data;
-        argvlen[1] = sub[1].len;
-
-        if (ngx_aigov_redis_queue(rds, ngx_aigov_redis_handshake_reply, rds,
-                                  2, argv, argvlen)
-            == NULL)
+        if (ngx_aigov_redis_handshake(rds, "SUBSCRIBE", &rds->channels[i])
+            != NGX_OK)
         {
-            ngx_aigov_redis_fail(rds, "out of memory", 0);
             return;
         }
-
-        rds->handshake++;
     }
 
-    if (rds->handshake == 0) {
-        /* nothing to wait for: a PING proves the server answers */
-        argv[0] = "PING";
-        argvlen[0] = 4;
-
-        if (ngx_aigov_redis_queue(rds, ngx_aigov_redis_handshake_reply, rds,
-                                  1, argv, argvlen)
-            == NULL)
-        {
-            ngx_aigov_redis_fail(rds, "out of memory", 0);
-            return;
-        }
-
-        rds->handshake++;
+    /* nothing else to wait for: a PING proves the server answers */
+    if (rds->handshake == 0
+        && ngx_aigov_redis_handshake(rds, "PING", NULL) != NGX_OK)
+    {
+        return;
     }
 
     ngx_add_timer(c->write, rds->conf->connect_timeout);
@@ -201,6 +154,35 @@ ngx_aigov_redis_connect(ngx_aigov_redis_t *rds)
         /* connected at once (unix socket): send the handshake now */
         ngx_aigov_redis_write_handler(c->write);
     }
+}
+
+
+static ngx_int_t
+ngx_aigov_redis_handshake(ngx_aigov_redis_t *rds, const char *cmd,
+    ngx_str_t *arg)
+{
+    const char  *argv[2];
+    size_t       argvlen[2];
+
+    argv[0] = cmd;
+    argvlen[0] = ngx_strlen(cmd);
+
+    if (arg) {
+        argv[1] = (const char *) arg->data;
+        argvlen[1] = arg->len;
+    }
+
+    if (ngx_aigov_redis_queue(rds, ngx_aigov_redis_handshake_reply, rds,
+                              arg ? 2 : 1, argv, argvlen)
+        == NULL)
+    {
+        ngx_aigov_redis_fail(rds, "out of memory", 0);
+        return NGX_ERROR;
+    }
+
+    rds->handshake++;
+
+    return NGX_OK;
 }
 
 

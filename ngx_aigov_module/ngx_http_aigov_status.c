@@ -167,12 +167,7 @@ ngx_http_aigov_status_doc(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_aigov_status_handler(ngx_http_request_t *r)
 {
-    char         *text;
-    size_t        len;
-    json_t       *doc;
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
+    ngx_int_t  rc;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -183,7 +178,23 @@ ngx_http_aigov_status_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    doc = ngx_http_aigov_status_doc(r);
+    return ngx_http_aigov_send_json(r, NGX_HTTP_OK,
+                                    ngx_http_aigov_status_doc(r));
+}
+
+
+/* Sends doc (consumed) as an application/json response. */
+
+ngx_int_t
+ngx_http_aigov_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    json_t *doc)
+{
+    char         *text;
+    size_t        len;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
     if (doc == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -210,7 +221,7 @@ ngx_http_aigov_status_handler(ngx_http_request_t *r)
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
 
-    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.status = status;
     r->headers_out.content_length_n = b->last - b->pos;
     ngx_str_set(&r->headers_out.content_type, "application/json");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
