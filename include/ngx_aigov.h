@@ -131,6 +131,7 @@ typedef struct {
     unsigned                   decided:1;    /* decision phase finished */
     unsigned                   body_read:1;
     unsigned                   responded:1;  /* aigov sent the response */
+    unsigned                   counted:1;    /* decision in the counters */
 } ngx_aigov_ctx_t;
 
 
@@ -219,7 +220,8 @@ void ngx_aigov_choose(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
 
 /*
  * Sends an RFC 9457 problem response (application/problem+json) and
- * finalizes the request: return its result from decide().  type is the
+ * finalizes the request: return its result (NGX_DONE) from decide() at
+ * once, touching neither r nor ctx again: both may be freed by then.  type is the
  * last part of the problem type URI; detail is printed as given.
  * retry_after > 0 adds a Retry-After header (seconds).
  */

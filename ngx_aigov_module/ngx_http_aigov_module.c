@@ -193,6 +193,10 @@ ngx_http_aigov_handler(ngx_http_request_t *r)
 
         rc = ngx_http_aigov_identify(r, alcf, ctx);
 
+        if (rc == NGX_DONE) {
+            return NGX_DONE;      /* answered: r may be freed already */
+        }
+
         if (rc != NGX_OK) {
             ctx->decided = 1;
             return rc;
@@ -236,6 +240,14 @@ ngx_http_aigov_run_chain(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
 
         rc = plugin[i]->decide(r, ctx);
 
+        if (rc == NGX_DONE) {
+            /*
+             * The plugin answered and finalized the request: r and ctx
+             * (from r->pool) may be freed already.  Touch nothing.
+             */
+            return NGX_DONE;
+        }
+
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "aigov plugin \"%s\" decide: %i, variant: %p",
                        plugin[i]->name, rc, ctx->variant);
@@ -250,7 +262,7 @@ ngx_http_aigov_run_chain(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
             ctx->next_plugin = i;
             return NGX_AGAIN;
 
-        default: /* NGX_DONE, NGX_ERROR, NGX_HTTP_* */
+        default: /* NGX_ERROR, NGX_HTTP_* */
             ctx->decided = 1;
 
             if (ctx->decision != NGX_AIGOV_DECISION_NONE) {
@@ -411,6 +423,12 @@ ngx_aigov_choose(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
 static void
 ngx_http_aigov_count(ngx_aigov_ctx_t *ctx)
 {
+    if (ctx->counted) {
+        return;
+    }
+
+    ctx->counted = 1;
+
     /*
      * Two lock-free increments: the model counts decisions (its request
      * total is their sum), the variant counts requests.
@@ -465,6 +483,20 @@ ngx_aigov_send_problem(ngx_http_request_t *r, ngx_uint_t status,
     const char *type, const char *title, ngx_str_t *detail,
     time_t retry_after)
 {
+    ngx_aigov_ctx_t  *ctx;
+
+    /* the last moment r and ctx are sure to exist */
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigov_module);
+
+    if (ctx && ctx->model) {
+        ctx->decided = 1;
+
+        if (ctx->decision != NGX_AIGOV_DECISION_NONE) {
+            ngx_http_aigov_count(ctx);
+        }
+    }
+
     ngx_http_finalize_request(r,
         ngx_http_aigov_problem(r, status, type, title, detail, retry_after));
 
