@@ -47,8 +47,9 @@
  *
  * Open duration and backoff.  A trip from CLOSED opens for
  * open_duration_ms.  A failed HALF_OPEN opens again for the previous open
- * duration times open_backoff / 100 (at least 1 ms more), capped at
- * open_duration_max_ms (0: open_duration_ms, i.e. no growth).  Closing
+ * duration times open_backoff / 100 (at least 1 ms more, never less than
+ * open_duration_ms), capped at open_duration_max_ms (0: open_duration_ms,
+ * i.e. no growth).  Closing
  * resets it: the next trip from CLOSED opens for open_duration_ms again
  * (R4j's attempts counter with an exponential IntervalBiFunction).
  * Probing starts at now >= open_until_ms (R4j: strictly after), lazily: no
@@ -113,6 +114,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+
+#define AIGOV_BREAKER_OK                0
+#define AIGOV_BREAKER_ERROR             -1
 
 /* states */
 #define AIGOV_BREAKER_CLOSED            0
@@ -231,10 +235,6 @@ typedef struct {
 } aigov_breaker_permit_t;
 
 
-/*
- * The state, in the shared zone.  Fields are private to aigov_breaker.c;
- * read them through aigov_breaker_state() and aigov_breaker_stats().
- */
 typedef struct {
     uint32_t                    calls;
     uint32_t                    failures;
@@ -242,6 +242,12 @@ typedef struct {
 } aigov_breaker_bucket_t;
 
 
+/*
+ * The state, in the shared zone: 1240 bytes on LP64 whatever the
+ * configuration (the two windows share a union).  Fields are private to
+ * aigov_breaker.c; read them through aigov_breaker_state() and
+ * aigov_breaker_stats().
+ */
 typedef struct {
     uint64_t                    last_ms;         /* latest time seen */
     uint64_t                    changed_ms;      /* last transition */
@@ -259,8 +265,10 @@ typedef struct {
 
     uint8_t                     state;
     uint8_t                     reason;          /* AIGOV_BREAKER_REASON_* */
-    uint8_t                     shape_type;      /* conf the window is */
-    uint8_t                     shape_probes;    /* laid out for */
+
+    /* the configuration the window and probe slots are laid out for */
+    uint8_t                     shape_type;
+    uint8_t                     shape_probes;
     uint32_t                    shape_size;
     uint32_t                    shape_bucket_ms;
 
@@ -441,10 +449,6 @@ uint32_t aigov_breaker_open_max(const aigov_breaker_conf_t *c);
 const char *aigov_breaker_state_name(int state);
 const char *aigov_breaker_event_name(int event);
 const char *aigov_breaker_reason_name(int reason);
-
-
-#define AIGOV_BREAKER_OK                0
-#define AIGOV_BREAKER_ERROR             -1
 
 
 #endif /* AIGOV_BREAKER_H_INCLUDED_ */

@@ -1,0 +1,1563 @@
+/*
+ * ngx_aigov: rate-limit math (see include/aigov_limit.h for the exact
+ * semantics).  No nginx headers here: tests/ links this file on its own.
+ */
+
+#include <string.h>
+#include <stdio.h>
+#include <jansson.h>
+
+#include "aigov_limit.h"
+
+
+#define AIGOV_NS_PER_MS     1000000
+
+#define AIGOV_GCRA_TAT_MAX  (2 * AIGOV_GCRA_TIME_MAX)
+
+#ifndef AIGOV_WINDOW_K
+#define AIGOV_WINDOW_K      32      /* see aigov_window_sync_done() */
+#endif
+
+
+static void
+aigov_limit_err(char *err, size_t errlen, const char *msg)
+{
+    if (err != NULL && errlen > 0) {
+        snprintf(err, errlen, "%s", msg);
+    }
+}
+
+
+/* --- arithmetic ----------------------------------------------------------- */
+
+/*
+ * floor(a * b / c) with a 128 bit intermediate built from 64 bit halves:
+ * unsigned __int128 is not there on the 32 bit targets Debian builds
+ * nginx for.  The loop runs only when a * b overflows 64 bits.
+ */
+uint64_t
+aigov_limit_muldiv(uint64_t a, uint64_t b, uint64_t c, uint64_t max)
+{
+    int       i;
+    uint64_t  a0, a1, b0, b1, p0, p1, p2, p3, mid, lo, hi, q, r, top;
+
+    if (c == 0) {
+        return max;
+    }
+
+    if (a == 0 || b <= UINT64_MAX / a) {
+        q = a * b / c;
+        return (q > max) ? max : q;
+    }
+
+    a0 = a & 0xffffffff;
+    a1 = a >> 32;
+    b0 = b & 0xffffffff;
+    b1 = b >> 32;
+
+    p0 = a0 * b0;
+    p1 = a0 * b1;
+    p2 = a1 * b0;
+    p3 = a1 * b1;
+
+    mid = (p0 >> 32) + (p1 & 0xffffffff) + (p2 & 0xffffffff);
+    lo = (p0 & 0xffffffff) | (mid << 32);
+    hi = p3 + (p1 >> 32) + (p2 >> 32) + (mid >> 32);
+
+    if (hi >= c) {
+        /* the quotient needs more than 64 bits */
+        return max;
+    }
+
+    /* shift-subtract division; r < c holds before each step */
+    q = 0;
+    r = hi;
+
+    for (i = 63; i >= 0; i--) {
+        top = r >> 63;
+        r = (r << 1) | ((lo >> i) & 1);
+        q <<= 1;
+
+        if (top || r >= c) {
+            r -= c;
+            q |= 1;
+        }
+    }
+
+    return (q > max) ? max : q;
+}
+
+
+static uint64_t
+aigov_limit_add(uint64_t a, uint64_t b, uint64_t max)
+{
+    return (a >= max || b >= max - a) ? max : a + b;
+}
+
+
+static uint32_t
+aigov_limit_add32(uint32_t a, uint64_t b)
+{
+    return (b >= (uint64_t) (UINT32_MAX - a)) ? UINT32_MAX
+                                              : a + (uint32_t) b;
+}
+
+
+static uint64_t
+aigov_limit_ns_to_ms(uint64_t ns)
+{
+    return ns / AIGOV_NS_PER_MS + (ns % AIGOV_NS_PER_MS != 0);
+}
+
+
+/* --- GCRA ----------------------------------------------------------------- */
+
+static int
+aigov_gcra_blocked(const aigov_limit_spec_t *spec)
+{
+    return spec->rate == 0 || spec->period_ms == 0 || spec->burst == 0;
+}
+
+
+static uint64_t
+aigov_gcra_now(const aigov_gcra_t *s, uint64_t now)
+{
+    uint64_t  ns;
+
+    /*
+     * now saturates at TIME_MAX, TAT at twice that: at the end of time
+     * a bucket in debt stays in debt instead of looking full again.
+     */
+    ns = (now >= AIGOV_GCRA_TIME_MAX / AIGOV_NS_PER_MS)
+         ? AIGOV_GCRA_TIME_MAX : now * AIGOV_NS_PER_MS;
+
+    /* a worker's stale cached time, or a clock step back: time stands */
+    return (ns < s->last) ? s->last : ns;
+}
+
+
+/* units * T in ns, rounded down, at least 1 ns per unit */
+static uint64_t
+aigov_gcra_span(const aigov_limit_spec_t *spec, uint64_t units)
+{
+    uint64_t  ns;
+
+    ns = aigov_limit_muldiv(units,
+                            (uint64_t) spec->period_ms * AIGOV_NS_PER_MS,
+                            spec->rate, AIGOV_GCRA_TIME_MAX);
+
+    return (ns < units) ? units : ns;
+}
+
+
+/* units left in a bucket with x ns of tau used: the inverse of the span */
+static uint64_t
+aigov_gcra_units(const aigov_limit_spec_t *spec, uint64_t tau, uint64_t x)
+{
+    uint64_t  p;
+
+    if (x >= tau) {
+        return 0;
+    }
+
+    p = (uint64_t) spec->period_ms * AIGOV_NS_PER_MS;
+
+    if (p < spec->rate) {
+        /* less than 1 ns per unit: the span counts 1 ns per unit */
+        return (tau - x < spec->burst) ? tau - x : spec->burst;
+    }
+
+    return aigov_limit_muldiv(tau - x, spec->rate, p, spec->burst);
+}
+
+
+int
+aigov_gcra_check(const aigov_gcra_t *s, const aigov_limit_spec_t *spec,
+    uint64_t now, uint32_t cost, aigov_limit_result_t *r)
+{
+    uint64_t  ns, tat, x, tau, inc;
+
+    r->limit = spec->rate;
+    r->retry_after_ms = 0;
+
+    if (aigov_gcra_blocked(spec)) {
+        r->status = AIGOV_LIMIT_NEVER;
+        r->allowed = 0;
+        r->remaining = 0;
+        r->reset_ms = 0;
+        return r->status;
+    }
+
+    ns = aigov_gcra_now(s, now);
+    tat = (s->tat > ns) ? s->tat : ns;
+    x = tat - ns;
+    tau = aigov_gcra_span(spec, spec->burst);
+
+    if (cost > spec->burst) {
+        r->status = AIGOV_LIMIT_NEVER;
+        r->allowed = 0;
+        r->remaining = aigov_gcra_units(spec, tau, x);
+        r->reset_ms = aigov_limit_ns_to_ms(x);
+        return r->status;
+    }
+
+    inc = (cost == 0) ? 0 : aigov_gcra_span(spec, cost);
+
+    /* x <= 2^63, inc <= 2^62: the sums below cannot overflow */
+
+    if (x + inc > tau) {
+        r->status = AIGOV_LIMIT_REJECTED;
+        r->allowed = 0;
+        r->remaining = aigov_gcra_units(spec, tau, x);
+        r->reset_ms = aigov_limit_ns_to_ms(x);
+        r->retry_after_ms = aigov_limit_ns_to_ms(x + inc - tau);
+        return r->status;
+    }
+
+    r->status = AIGOV_LIMIT_ALLOWED;
+    r->allowed = 1;
+    r->remaining = aigov_gcra_units(spec, tau, x + inc);
+    r->reset_ms = aigov_limit_ns_to_ms(x + inc);
+
+    return r->status;
+}
+
+
+void
+aigov_gcra_commit(aigov_gcra_t *s, const aigov_limit_spec_t *spec,
+    uint64_t now, uint32_t cost)
+{
+    aigov_gcra_charge(s, spec, now, cost);
+}
+
+
+int
+aigov_gcra_take(aigov_gcra_t *s, const aigov_limit_spec_t *spec,
+    uint64_t now, uint32_t cost, aigov_limit_result_t *r)
+{
+    if (aigov_gcra_check(s, spec, now, cost, r) == AIGOV_LIMIT_ALLOWED
+        && cost > 0)
+    {
+        aigov_gcra_commit(s, spec, now, cost);
+    }
+
+    return r->status;
+}
+
+
+void
+aigov_gcra_charge(aigov_gcra_t *s, const aigov_limit_spec_t *spec,
+    uint64_t now, uint64_t cost)
+{
+    uint64_t  ns, tat;
+
+    if (cost == 0 || aigov_gcra_blocked(spec)) {
+        return;
+    }
+
+    ns = aigov_gcra_now(s, now);
+    tat = (s->tat > ns) ? s->tat : ns;
+
+    s->tat = aigov_limit_add(tat, aigov_gcra_span(spec, cost),
+                             AIGOV_GCRA_TAT_MAX);
+    s->last = ns;
+}
+
+
+void
+aigov_gcra_refund(aigov_gcra_t *s, const aigov_limit_spec_t *spec,
+    uint64_t now, uint64_t units)
+{
+    uint64_t  ns, back;
+
+    if (units == 0 || aigov_gcra_blocked(spec)) {
+        return;
+    }
+
+    ns = aigov_gcra_now(s, now);
+    back = aigov_gcra_span(spec, units);
+
+    /* any TAT at or before now is a full bucket: no credit beyond it */
+    s->tat = (s->tat > ns && s->tat - ns > back) ? s->tat - back : ns;
+    s->last = ns;
+}
+
+
+void
+aigov_gcra_settle(aigov_gcra_t *s, const aigov_limit_spec_t *spec,
+    uint64_t now, uint64_t estimated, uint64_t actual)
+{
+    if (actual > estimated) {
+        aigov_gcra_charge(s, spec, now, actual - estimated);
+
+    } else if (actual < estimated) {
+        aigov_gcra_refund(s, spec, now, estimated - actual);
+    }
+}
+
+
+/* --- fixed windows -------------------------------------------------------- */
+
+uint64_t
+aigov_window_start(const aigov_limit_spec_t *spec, uint64_t now)
+{
+    if (spec->period_ms == 0) {
+        return now;
+    }
+
+    return now - now % spec->period_ms;
+}
+
+
+/*
+ * Moves the state to the window that holds now.  A clock that went back
+ * to an earlier window keeps the current one: counts are never reset by
+ * going back in time.
+ */
+static void
+aigov_window_roll(aigov_window_t *w, const aigov_limit_spec_t *spec,
+    uint64_t now)
+{
+    uint64_t  start;
+
+    start = aigov_window_start(spec, now);
+
+    if (start <= w->window) {
+        return;
+    }
+
+    /*
+     * Unsent admissions of the old window are dropped: the window is
+     * over, only nodes whose clocks lag behind would still count them.
+     * Offered units are not per window and stay.
+     */
+    w->window = start;
+    w->admitted = 0;
+    w->unsynced = 0;
+    w->inflight = 0;
+    w->global = 0;
+}
+
+
+/*
+ * This node's part of the window's quota.  When the fleet wants more than
+ * the quota, rate * share: demand-proportional.  When the other nodes
+ * want less than their part, what they leave: rate - others; so a fleet
+ * under its limit never rejects because of stale shares.
+ *
+ * rate * share is rounded up or down by a dither that changes from
+ * window to window: rounding up always would give the fleet up to one
+ * unit per node per window too many (10 % of 20r/s on two nodes); the
+ * dither is right on average.
+ */
+static uint64_t
+aigov_window_allowance(const aigov_window_t *w,
+    const aigov_limit_spec_t *spec)
+{
+    uint64_t  a, z;
+
+    if (w->share == 0 || w->share >= AIGOV_WINDOW_SHARE_ONE) {
+        return spec->rate;
+    }
+
+    /* splitmix64 of the window's number: uniform low 16 bits */
+    z = w->window / spec->period_ms + 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+
+    a = ((uint64_t) spec->rate * w->share + (z & 0xffff)) >> 16;
+
+    if (w->others < spec->rate && spec->rate - w->others > a) {
+        a = spec->rate - w->others;
+    }
+
+    return (a > spec->rate) ? spec->rate : a;
+}
+
+
+int
+aigov_window_check(const aigov_window_t *w, const aigov_limit_spec_t *spec,
+    uint64_t now, uint32_t cost, aigov_limit_result_t *r)
+{
+    uint64_t        allowance, known, mine, fleet, end;
+    aigov_window_t  cur;
+
+    r->limit = spec->rate;
+    r->retry_after_ms = 0;
+
+    if (spec->rate == 0 || spec->period_ms == 0) {
+        r->status = AIGOV_LIMIT_NEVER;
+        r->allowed = 0;
+        r->remaining = 0;
+        r->reset_ms = 0;
+        return r->status;
+    }
+
+    cur = *w;
+    aigov_window_roll(&cur, spec, now);
+
+    end = cur.window + spec->period_ms;
+    r->reset_ms = (end > now) ? end - now : 0;
+
+    allowance = aigov_window_allowance(&cur, spec);
+    known = (uint64_t) cur.global + cur.unsynced + cur.inflight;
+
+    mine = (allowance > cur.admitted) ? allowance - cur.admitted : 0;
+    fleet = (spec->rate > known) ? spec->rate - known : 0;
+    r->remaining = (mine < fleet) ? mine : fleet;
+
+    if (cost > spec->rate) {
+        r->status = AIGOV_LIMIT_NEVER;
+        r->allowed = 0;
+        return r->status;
+    }
+
+    if (cost > r->remaining) {
+        r->status = AIGOV_LIMIT_REJECTED;
+        r->allowed = 0;
+        r->retry_after_ms = (r->reset_ms > 0) ? r->reset_ms : 1;
+        return r->status;
+    }
+
+    r->status = AIGOV_LIMIT_ALLOWED;
+    r->allowed = 1;
+    r->remaining -= cost;
+
+    return r->status;
+}
+
+
+void
+aigov_window_offer(aigov_window_t *w, const aigov_limit_spec_t *spec,
+    uint64_t now, uint32_t cost)
+{
+    aigov_window_roll(w, spec, now);
+    w->offered = aigov_limit_add32(w->offered, cost);
+}
+
+
+void
+aigov_window_commit(aigov_window_t *w, const aigov_limit_spec_t *spec,
+    uint64_t now, uint32_t cost)
+{
+    aigov_window_charge(w, spec, now, cost);
+}
+
+
+void
+aigov_window_charge(aigov_window_t *w, const aigov_limit_spec_t *spec,
+    uint64_t now, uint64_t cost)
+{
+    aigov_window_roll(w, spec, now);
+    w->admitted = aigov_limit_add32(w->admitted, cost);
+    w->unsynced = aigov_limit_add32(w->unsynced, cost);
+}
+
+
+int
+aigov_window_take(aigov_window_t *w, const aigov_limit_spec_t *spec,
+    uint64_t now, uint32_t cost, aigov_limit_result_t *r)
+{
+    aigov_window_offer(w, spec, now, cost);
+
+    if (aigov_window_check(w, spec, now, cost, r) == AIGOV_LIMIT_ALLOWED
+        && cost > 0)
+    {
+        aigov_window_commit(w, spec, now, cost);
+    }
+
+    return r->status;
+}
+
+
+void
+aigov_window_sync_begin(aigov_window_t *w, const aigov_limit_spec_t *spec,
+    uint64_t now, aigov_window_sync_t *msg)
+{
+    /*
+     * Roll first: the reply should be the count of the window we are in,
+     * even when this node admitted nothing lately.  Unsent admissions of
+     * an older window were already dropped by the roll (see there).
+     */
+    aigov_window_roll(w, spec, now);
+
+    msg->window = w->window;
+    msg->admitted = w->unsynced;
+    msg->offered = w->offered;
+
+    w->inflight = aigov_limit_add32(w->inflight, w->unsynced);
+    w->unsynced = 0;
+    w->offered = 0;
+}
+
+
+static uint64_t
+aigov_window_ewma(uint64_t old, uint64_t obs, uint64_t n)
+{
+    n = (n > UINT32_MAX) ? UINT32_MAX : n;
+
+    if (obs >= old) {
+        return old + aigov_limit_muldiv(obs - old, n, n + AIGOV_WINDOW_K,
+                                        UINT32_MAX);
+    }
+
+    return old - aigov_limit_muldiv(old - obs, n, n + AIGOV_WINDOW_K,
+                                    UINT32_MAX);
+}
+
+
+void
+aigov_window_sync_done(aigov_window_t *w, const aigov_limit_spec_t *spec,
+    const aigov_window_sync_t *msg, uint64_t now, uint64_t global_admitted,
+    uint64_t global_offered)
+{
+    uint64_t  demand, obs, others, elapsed;
+
+    if (msg->window == w->window) {
+        w->inflight = (w->inflight > msg->admitted)
+                      ? w->inflight - msg->admitted : 0;
+
+        /* Redis's count includes msg->admitted and every other node's */
+        w->global = (global_admitted > UINT32_MAX)
+                    ? UINT32_MAX : (uint32_t) global_admitted;
+    }
+
+    /*
+     * Demand: between two of our syncs the fleet counter grew by
+     * everyone's offered units, ours included.  A first sync, a counter
+     * that was reset (expired in Redis), a clock that went back or an
+     * interval in which we offered nothing tells nothing: the estimates
+     * stay.  An idle node keeps its old share rather than dropping to 0,
+     * so that it does not reject its first requests when traffic comes
+     * back.
+     */
+
+    elapsed = (now > w->synced) ? now - w->synced : 0;
+
+    if (w->samples != 0 && elapsed > 0 && msg->offered > 0
+        && global_offered >= w->offered_seen
+        && global_offered - w->offered_seen >= msg->offered)
+    {
+        demand = global_offered - w->offered_seen;
+
+        obs = (uint64_t) msg->offered * AIGOV_WINDOW_SHARE_ONE / demand;
+        obs = (obs == 0) ? 1 : obs;
+
+        /* the other nodes' offered units, scaled to one window */
+        others = aigov_limit_muldiv(demand - msg->offered, spec->period_ms,
+                                    elapsed, UINT32_MAX);
+
+        /*
+         * A sample of few units is noisy (Poisson: +-1/sqrt(demand)), a
+         * large one is not: move towards it by demand / (demand + K).
+         */
+        if (w->share == 0) {
+            w->share = (uint32_t) obs;
+            w->others = (uint32_t) others;
+
+        } else {
+            w->share = (uint32_t) aigov_window_ewma(w->share, obs, demand);
+            w->others = (uint32_t) aigov_window_ewma(w->others, others,
+                                                     demand);
+        }
+    }
+
+    w->offered_seen = global_offered;
+    w->synced = now;
+
+    if (w->samples < UINT32_MAX) {
+        w->samples++;
+    }
+}
+
+
+void
+aigov_window_sync_failed(aigov_window_t *w, const aigov_window_sync_t *msg)
+{
+    if (msg->window == w->window) {
+        w->inflight = (w->inflight > msg->admitted)
+                      ? w->inflight - msg->admitted : 0;
+        w->unsynced = aigov_limit_add32(w->unsynced, msg->admitted);
+    }
+
+    w->offered = aigov_limit_add32(w->offered, msg->offered);
+}
+
+
+int
+aigov_window_strict(const aigov_limit_spec_t *spec, uint64_t now,
+    uint64_t count, uint32_t cost, aigov_limit_result_t *r)
+{
+    uint64_t  end;
+
+    r->limit = spec->rate;
+    r->retry_after_ms = 0;
+
+    if (spec->rate == 0 || spec->period_ms == 0 || cost > spec->rate) {
+        r->status = AIGOV_LIMIT_NEVER;
+        r->allowed = 0;
+        r->remaining = 0;
+        r->reset_ms = 0;
+        return r->status;
+    }
+
+    end = aigov_window_start(spec, now) + spec->period_ms;
+    r->reset_ms = end - now;
+    r->remaining = (count < spec->rate) ? spec->rate - count : 0;
+
+    if (count > spec->rate) {
+        r->status = AIGOV_LIMIT_REJECTED;
+        r->allowed = 0;
+        r->retry_after_ms = r->reset_ms;
+        return r->status;
+    }
+
+    r->status = AIGOV_LIMIT_ALLOWED;
+    r->allowed = 1;
+
+    return r->status;
+}
+
+
+/* --- several limits ------------------------------------------------------- */
+
+int
+aigov_limit_pick(const aigov_limit_spec_t *specs,
+    const aigov_limit_result_t *results, size_t n, uint32_t unit)
+{
+    int                          best, rank, best_rank;
+    size_t                       i;
+    const aigov_limit_result_t  *r, *b;
+
+    best = -1;
+    best_rank = 0;
+
+    for (i = 0; i < n; i++) {
+        if (unit != AIGOV_LIMIT_ANY && specs[i].unit != unit) {
+            continue;
+        }
+
+        r = &results[i];
+
+        rank = (r->status == AIGOV_LIMIT_NEVER) ? 3
+               : (r->status == AIGOV_LIMIT_REJECTED) ? 2 : 1;
+
+        if (best == -1 || rank > best_rank) {
+            best = (int) i;
+            best_rank = rank;
+            continue;
+        }
+
+        if (rank < best_rank) {
+            continue;
+        }
+
+        b = &results[best];
+
+        if ((rank == 2 && r->retry_after_ms > b->retry_after_ms)
+            || (rank != 2 && r->remaining < b->remaining))
+        {
+            best = (int) i;
+        }
+    }
+
+    return best;
+}
+
+
+/* --- config --------------------------------------------------------------- */
+
+/* Reads 1..10 digits as a uint32; returns the digits read, 0, or -1. */
+static int
+aigov_limit_digits(const char *p, const char *end, uint32_t *out)
+{
+    int       n;
+    uint64_t  v;
+
+    v = 0;
+    n = 0;
+
+    while (p < end && *p >= '0' && *p <= '9') {
+        v = v * 10 + (uint64_t) (*p - '0');
+
+        if (v > UINT32_MAX) {
+            return -1;
+        }
+
+        p++;
+        n++;
+    }
+
+    *out = (uint32_t) v;
+
+    return n;
+}
+
+
+int
+aigov_limit_parse_rate(const char *s, size_t len, aigov_limit_spec_t *spec,
+    char *err, size_t errlen)
+{
+    int          n;
+    uint32_t     rate, mult, unit, scale;
+    uint64_t     period;
+    const char  *p, *end;
+
+    p = s;
+    end = s + len;
+
+    if (len == 0) {
+        aigov_limit_err(err, errlen, "the rate is empty");
+        return AIGOV_ERROR;
+    }
+
+    n = aigov_limit_digits(p, end, &rate);
+
+    if (n < 0) {
+        aigov_limit_err(err, errlen,
+                        "the rate is too large (at most 4294967295)");
+        return AIGOV_ERROR;
+    }
+
+    if (n == 0) {
+        aigov_limit_err(err, errlen,
+                        "the rate must start with a number, as in \"10r/s\"");
+        return AIGOV_ERROR;
+    }
+
+    if (rate == 0) {
+        aigov_limit_err(err, errlen, "the rate must be at least 1");
+        return AIGOV_ERROR;
+    }
+
+    p += n;
+
+    if (p < end && *p == 'r') {
+        unit = AIGOV_LIMIT_REQUESTS;
+
+    } else if (p < end && *p == 't') {
+        unit = AIGOV_LIMIT_TOKENS;
+
+    } else {
+        aigov_limit_err(err, errlen,
+                        "the rate needs \"r\" (requests) or \"t\" (tokens) "
+                        "after the number, as in \"10r/s\" or \"1000t/m\"");
+        return AIGOV_ERROR;
+    }
+
+    p++;
+
+    if (p == end || *p != '/') {
+        aigov_limit_err(err, errlen,
+                        "the rate needs \"/\" and a period after the unit, "
+                        "as in \"10r/s\"");
+        return AIGOV_ERROR;
+    }
+
+    p++;
+
+    n = aigov_limit_digits(p, end, &mult);
+
+    if (n < 0) {
+        aigov_limit_err(err, errlen, "the period is longer than 1d");
+        return AIGOV_ERROR;
+    }
+
+    if (n == 0) {
+        mult = 1;
+
+    } else if (mult == 0) {
+        aigov_limit_err(err, errlen, "the period must not be zero");
+        return AIGOV_ERROR;
+    }
+
+    p += n;
+
+    if (p == end) {
+        aigov_limit_err(err, errlen,
+                        "the period needs a unit: \"s\", \"m\", \"h\" "
+                        "or \"d\"");
+        return AIGOV_ERROR;
+    }
+
+    switch (*p) {
+    case 's':
+        scale = 1000;
+        break;
+    case 'm':
+        scale = 60 * 1000;
+        break;
+    case 'h':
+        scale = 60 * 60 * 1000;
+        break;
+    case 'd':
+        scale = 24 * 60 * 60 * 1000;
+        break;
+    default:
+        aigov_limit_err(err, errlen,
+                        "the period's unit must be \"s\", \"m\", \"h\" "
+                        "or \"d\"");
+        return AIGOV_ERROR;
+    }
+
+    p++;
+
+    if (p != end) {
+        aigov_limit_err(err, errlen,
+                        "unexpected characters after the period");
+        return AIGOV_ERROR;
+    }
+
+    period = (uint64_t) mult * scale;
+
+    if (period > AIGOV_LIMIT_PERIOD_MAX) {
+        aigov_limit_err(err, errlen, "the period is longer than 1d");
+        return AIGOV_ERROR;
+    }
+
+    spec->rate = rate;
+    spec->period_ms = (uint32_t) period;
+    spec->burst = rate;
+    spec->unit = unit;
+
+    return AIGOV_OK;
+}
+
+
+int
+aigov_limit_parse_burst(const char *s, size_t len, uint32_t *burst,
+    char *err, size_t errlen)
+{
+    int       n;
+    uint32_t  v;
+
+    if (len == 0) {
+        aigov_limit_err(err, errlen, "the burst is empty");
+        return AIGOV_ERROR;
+    }
+
+    n = aigov_limit_digits(s, s + len, &v);
+
+    if (n < 0) {
+        aigov_limit_err(err, errlen,
+                        "the burst is too large (at most 4294967295)");
+        return AIGOV_ERROR;
+    }
+
+    if (n == 0 || (size_t) n != len) {
+        aigov_limit_err(err, errlen, "the burst must be a whole number");
+        return AIGOV_ERROR;
+    }
+
+    if (v == 0) {
+        aigov_limit_err(err, errlen, "the burst must be at least 1");
+        return AIGOV_ERROR;
+    }
+
+    *burst = v;
+
+    return AIGOV_OK;
+}
+
+
+int
+aigov_limit_valid_name(const char *s, size_t len)
+{
+    size_t  i;
+    char    c;
+
+    if (len == 0 || len > AIGOV_LIMIT_NAME_MAX) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        c = s[i];
+
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+            || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-')
+        {
+            continue;
+        }
+
+        return 0;
+    }
+
+    return 1;
+}
+
+
+/* --- headers -------------------------------------------------------------- */
+
+/* An append-only writer into a caller buffer that remembers overflows. */
+typedef struct {
+    char    *p;
+    size_t   len;
+    size_t   size;
+    int      fail;
+} aigov_limit_out_t;
+
+
+static void
+aigov_limit_put(aigov_limit_out_t *o, const char *s, size_t n)
+{
+    if (o->fail || n >= o->size - o->len) {
+        /* ">=": one byte always stays for the NUL */
+        o->fail = 1;
+        return;
+    }
+
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+}
+
+
+static void
+aigov_limit_put_uint(aigov_limit_out_t *o, uint64_t v)
+{
+    char    tmp[20];
+    size_t  n;
+
+    n = sizeof(tmp);
+
+    do {
+        tmp[--n] = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+
+    aigov_limit_put(o, tmp + n, sizeof(tmp) - n);
+}
+
+
+static size_t
+aigov_limit_done(aigov_limit_out_t *o)
+{
+    if (o->size == 0) {
+        return 0;
+    }
+
+    if (o->fail) {
+        o->p[0] = '\0';
+        return 0;
+    }
+
+    o->p[o->len] = '\0';
+
+    return o->len;
+}
+
+
+static void
+aigov_limit_out_init(aigov_limit_out_t *o, char *buf, size_t size)
+{
+    o->p = buf;
+    o->len = 0;
+    o->size = size;
+    o->fail = (size == 0);
+}
+
+
+/* a Structured Field sf-string: printable ASCII, '"' and '\' escaped */
+static void
+aigov_limit_put_sf_string(aigov_limit_out_t *o, const aigov_str_t *s)
+{
+    size_t  i;
+    char    c;
+
+    aigov_limit_put(o, "\"", 1);
+
+    for (i = 0; i < s->len; i++) {
+        c = s->data[i];
+
+        if (c < 0x20 || c > 0x7e) {
+            o->fail = 1;
+            return;
+        }
+
+        if (c == '"' || c == '\\') {
+            aigov_limit_put(o, "\\", 1);
+        }
+
+        aigov_limit_put(o, &c, 1);
+    }
+
+    aigov_limit_put(o, "\"", 1);
+}
+
+
+static uint64_t
+aigov_limit_seconds_up(uint64_t ms)
+{
+    return ms / 1000 + (ms % 1000 != 0);
+}
+
+
+size_t
+aigov_limit_format_policy(char *buf, size_t size,
+    const aigov_limit_policy_t *p, size_t n)
+{
+    size_t             i;
+    uint64_t           w;
+    aigov_limit_out_t  o;
+
+    aigov_limit_out_init(&o, buf, size);
+
+    if (n == 0) {
+        o.fail = 1;     /* the field must be a non-empty list */
+    }
+
+    for (i = 0; i < n; i++) {
+        if (i > 0) {
+            aigov_limit_put(&o, ", ", 2);
+        }
+
+        aigov_limit_put_sf_string(&o, &p[i].name);
+
+        aigov_limit_put(&o, ";q=", 3);
+        aigov_limit_put_uint(&o, p[i].spec->rate);
+
+        if (p[i].spec->unit == AIGOV_LIMIT_TOKENS) {
+            aigov_limit_put(&o, ";qu=\"tokens\"", 12);
+        }
+
+        /* w: whole seconds, at least 1 */
+        w = aigov_limit_seconds_up(p[i].spec->period_ms);
+        aigov_limit_put(&o, ";w=", 3);
+        aigov_limit_put_uint(&o, w ? w : 1);
+    }
+
+    return aigov_limit_done(&o);
+}
+
+
+size_t
+aigov_limit_format_ratelimit(char *buf, size_t size,
+    const aigov_limit_policy_t *p, size_t n)
+{
+    size_t                       i;
+    uint64_t                     t;
+    aigov_limit_out_t            o;
+    const aigov_limit_result_t  *r;
+
+    aigov_limit_out_init(&o, buf, size);
+
+    if (n == 0) {
+        o.fail = 1;
+    }
+
+    for (i = 0; i < n; i++) {
+        r = p[i].result;
+
+        if (i > 0) {
+            aigov_limit_put(&o, ", ", 2);
+        }
+
+        aigov_limit_put_sf_string(&o, &p[i].name);
+
+        aigov_limit_put(&o, ";r=", 3);
+        aigov_limit_put_uint(&o, r->remaining);
+
+        switch (r->status) {
+
+        case AIGOV_LIMIT_ALLOWED:
+            t = aigov_limit_seconds_up(r->reset_ms);
+            break;
+
+        case AIGOV_LIMIT_REJECTED:
+            /* when it may be retried, as Retry-After says */
+            t = aigov_limit_seconds_up(r->retry_after_ms);
+            t = t ? t : 1;
+            break;
+
+        default:
+            /* never: no time helps, leave the optional t out */
+            continue;
+        }
+
+        aigov_limit_put(&o, ";t=", 3);
+        aigov_limit_put_uint(&o, t);
+    }
+
+    return aigov_limit_done(&o);
+}
+
+
+static void
+aigov_limit_put_duration(aigov_limit_out_t *o, uint64_t ms)
+{
+    char      frac[4];
+    size_t    n;
+    uint64_t  h, m, s, f;
+
+    if (ms == 0) {
+        aigov_limit_put(o, "0s", 2);
+        return;
+    }
+
+    if (ms < 1000) {
+        aigov_limit_put_uint(o, ms);
+        aigov_limit_put(o, "ms", 2);
+        return;
+    }
+
+    h = ms / 3600000;
+    m = ms / 60000 % 60;
+    s = ms / 1000 % 60;
+    f = ms % 1000;
+
+    if (h > 0) {
+        aigov_limit_put_uint(o, h);
+        aigov_limit_put(o, "h", 1);
+    }
+
+    if (h > 0 || m > 0) {
+        aigov_limit_put_uint(o, m);
+        aigov_limit_put(o, "m", 1);
+    }
+
+    aigov_limit_put_uint(o, s);
+
+    if (f > 0) {
+        /* Go trims trailing zeros of the fraction: 1.5s, 1.05s, 1.005s */
+        frac[0] = '.';
+        frac[1] = (char) ('0' + f / 100);
+        frac[2] = (char) ('0' + f / 10 % 10);
+        frac[3] = (char) ('0' + f % 10);
+
+        n = 4;
+        while (frac[n - 1] == '0') {
+            n--;
+        }
+
+        aigov_limit_put(o, frac, n);
+    }
+
+    aigov_limit_put(o, "s", 1);
+}
+
+
+size_t
+aigov_limit_format_duration(char *buf, size_t size, uint64_t ms)
+{
+    aigov_limit_out_t  o;
+
+    aigov_limit_out_init(&o, buf, size);
+    aigov_limit_put_duration(&o, ms);
+
+    return aigov_limit_done(&o);
+}
+
+
+size_t
+aigov_limit_format_retry_after(char *buf, size_t size, uint64_t ms)
+{
+    uint64_t  s;
+
+    s = aigov_limit_seconds_up(ms);
+
+    return aigov_limit_format_uint(buf, size, s ? s : 1);
+}
+
+
+size_t
+aigov_limit_format_uint(char *buf, size_t size, uint64_t v)
+{
+    aigov_limit_out_t  o;
+
+    aigov_limit_out_init(&o, buf, size);
+    aigov_limit_put_uint(&o, v);
+
+    return aigov_limit_done(&o);
+}
+
+
+static const char  *aigov_limit_openai_names[2][3] = {
+    { "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
+      "x-ratelimit-reset-requests" },
+    { "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
+      "x-ratelimit-reset-tokens" }
+};
+
+
+size_t
+aigov_limit_format_openai(char *buf, size_t size,
+    const aigov_limit_spec_t *spec, const aigov_limit_result_t *r,
+    aigov_limit_header_t h[3])
+{
+    int                i, tokens;
+    size_t             start[3];
+    aigov_limit_out_t  o;
+
+    tokens = (spec->unit == AIGOV_LIMIT_TOKENS);
+
+    aigov_limit_out_init(&o, buf, size);
+
+    start[0] = o.len;
+    aigov_limit_put_uint(&o, spec->rate);
+
+    start[1] = o.len;
+    aigov_limit_put_uint(&o, r->remaining);
+
+    start[2] = o.len;
+    aigov_limit_put_duration(&o, r->reset_ms);
+
+    if (aigov_limit_done(&o) == 0) {
+        return 0;
+    }
+
+    for (i = 0; i < 3; i++) {
+        h[i].name.data = aigov_limit_openai_names[tokens][i];
+        h[i].name.len = strlen(aigov_limit_openai_names[tokens][i]);
+        h[i].value.data = buf + start[i];
+        h[i].value.len = ((i < 2) ? start[i + 1] : o.len) - start[i];
+    }
+
+    return o.len;
+}
+
+
+/* --- usage ---------------------------------------------------------------- */
+
+/* a JSON integer >= 0, or -1 */
+static int64_t
+aigov_limit_count(json_t *obj, const char *key)
+{
+    json_t  *v;
+
+    v = json_object_get(obj, key);
+
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+        return -1;
+    }
+
+    return (int64_t) json_integer_value(v);
+}
+
+
+static int
+aigov_limit_pair(json_t *u, const char *a, const char *b, uint64_t *total)
+{
+    int64_t  x, y;
+
+    x = aigov_limit_count(u, a);
+    y = aigov_limit_count(u, b);
+
+    if (x < 0 && y < 0) {
+        return AIGOV_DECLINED;
+    }
+
+    *total = (uint64_t) (x < 0 ? 0 : x) + (uint64_t) (y < 0 ? 0 : y);
+
+    return AIGOV_OK;
+}
+
+
+int
+aigov_limit_usage_tokens(const char *json, size_t len, uint64_t *total)
+{
+    int           rc;
+    json_t       *root, *u;
+    int64_t       t;
+    json_error_t  jerr;
+
+    root = json_loadb(json, len, 0, &jerr);
+    if (root == NULL) {
+        return AIGOV_ERROR;
+    }
+
+    u = json_object_get(root, "usage");
+
+    if (!json_is_object(u)) {
+        u = json_object_get(json_object_get(root, "response"), "usage");
+    }
+
+    rc = AIGOV_DECLINED;
+
+    if (json_is_object(u)) {
+        t = aigov_limit_count(u, "total_tokens");
+
+        if (t >= 0) {
+            *total = (uint64_t) t;
+            rc = AIGOV_OK;
+
+        } else {
+            rc = aigov_limit_pair(u, "prompt_tokens", "completion_tokens",
+                                  total);
+            if (rc != AIGOV_OK) {
+                rc = aigov_limit_pair(u, "input_tokens", "output_tokens",
+                                      total);
+            }
+        }
+    }
+
+    json_decref(root);
+
+    return rc;
+}
+
+
+/* scanner states */
+#define AIGOV_SSE_START     0   /* at the start of a line */
+#define AIGOV_SSE_NAME      1   /* in a field name */
+#define AIGOV_SSE_SPACE     2   /* after "data:", one space may follow */
+#define AIGOV_SSE_VALUE     3   /* in the value of a data line */
+#define AIGOV_SSE_SKIP      4   /* in a comment or another field */
+
+
+void
+aigov_limit_sse_init(aigov_limit_sse_t *s, char *buf, size_t size)
+{
+    memset(s, 0, sizeof(aigov_limit_sse_t));
+
+    s->buf = buf;
+    s->size = size;
+}
+
+
+static void
+aigov_limit_sse_append(aigov_limit_sse_t *s, const char *p, size_t n)
+{
+    if (s->overflow) {
+        return;
+    }
+
+    if (n > s->size - s->len) {
+        s->overflow = 1;
+        return;
+    }
+
+    memcpy(s->buf + s->len, p, n);
+    s->len += n;
+}
+
+
+/*
+ * Is there a "usage" key with an object value?  Saves a jansson parse of
+ * every chunk: OpenAI sends "usage":null in all but the last.
+ */
+static int
+aigov_limit_sse_has_usage(const char *p, size_t len)
+{
+    const char  *end, *k;
+
+    end = p + len;
+
+    while ((size_t) (end - p) >= 7) {
+        k = memchr(p, '"', (size_t) (end - p) - 6);
+        if (k == NULL) {
+            return 0;
+        }
+
+        p = k + 1;
+
+        if (memcmp(k, "\"usage\"", 7) != 0) {
+            continue;
+        }
+
+        k += 7;
+
+        while (k < end && (*k == ' ' || *k == '\t' || *k == '\n'
+                           || *k == '\r' || *k == ':'))
+        {
+            k++;
+        }
+
+        if (k < end && *k == '{') {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static void
+aigov_limit_sse_dispatch(aigov_limit_sse_t *s)
+{
+    uint64_t  t;
+
+    if (!s->has_data) {
+        /* a blank line without data lines is no event */
+        return;
+    }
+
+    s->events++;
+
+    if (s->overflow) {
+        s->skipped++;
+
+    } else {
+        /* the data of the last line ends in a LF that is not part of it */
+        if (s->len > 0) {
+            s->len--;
+        }
+
+        if (aigov_limit_sse_has_usage(s->buf, s->len)
+            && aigov_limit_usage_tokens(s->buf, s->len, &t) == AIGOV_OK)
+        {
+            s->total = t;
+            s->found = 1;
+        }
+    }
+
+    s->len = 0;
+    s->has_data = 0;
+    s->overflow = 0;
+}
+
+
+/* a line ended: in state st */
+static void
+aigov_limit_sse_eol(aigov_limit_sse_t *s)
+{
+    switch (s->state) {
+
+    case AIGOV_SSE_START:
+        aigov_limit_sse_dispatch(s);
+        break;
+
+    case AIGOV_SSE_NAME:
+        /* "data" alone on a line is a data line with an empty value */
+        if (s->name_len == 4 && memcmp(s->name, "data", 4) == 0) {
+            s->has_data = 1;
+            aigov_limit_sse_append(s, "\n", 1);
+        }
+        break;
+
+    case AIGOV_SSE_SPACE:
+    case AIGOV_SSE_VALUE:
+        s->has_data = 1;
+        aigov_limit_sse_append(s, "\n", 1);
+        break;
+
+    default:
+        break;
+    }
+
+    s->state = AIGOV_SSE_START;
+}
+
+
+void
+aigov_limit_sse_feed(aigov_limit_sse_t *s, const char *data, size_t len)
+{
+    char         c;
+    const char  *p, *end, *stop;
+
+    p = data;
+    end = data + len;
+
+    while (p < end) {
+        c = *p;
+
+        if (s->cr) {
+            s->cr = 0;
+
+            if (c == '\n') {
+                /* the LF of a CRLF */
+                p++;
+                continue;
+            }
+        }
+
+        if (c == '\r' || c == '\n') {
+            s->cr = (c == '\r');
+            aigov_limit_sse_eol(s);
+            p++;
+            continue;
+        }
+
+        switch (s->state) {
+
+        case AIGOV_SSE_START:
+            if (c == ':') {
+                s->state = AIGOV_SSE_SKIP;     /* a comment */
+                p++;
+                continue;
+            }
+
+            s->state = AIGOV_SSE_NAME;
+            s->name_len = 0;
+            /* fall through */
+
+        case AIGOV_SSE_NAME:
+            if (c == ':') {
+                s->state = (s->name_len == 4
+                            && memcmp(s->name, "data", 4) == 0)
+                           ? AIGOV_SSE_SPACE : AIGOV_SSE_SKIP;
+                p++;
+                continue;
+            }
+
+            if (s->name_len < 4) {
+                s->name[s->name_len++] = c;
+
+            } else {
+                /* longer than "data": not a field we want */
+                s->state = AIGOV_SSE_SKIP;
+            }
+
+            p++;
+            continue;
+
+        case AIGOV_SSE_SPACE:
+            s->state = AIGOV_SSE_VALUE;
+
+            if (c == ' ') {
+                p++;
+                continue;
+            }
+
+            /* fall through */
+
+        case AIGOV_SSE_VALUE:
+            /* copy the run up to the end of the line in one go */
+            stop = p;
+            while (stop < end && *stop != '\n' && *stop != '\r') {
+                stop++;
+            }
+
+            aigov_limit_sse_append(s, p, (size_t) (stop - p));
+            p = stop;
+            continue;
+
+        default:    /* AIGOV_SSE_SKIP */
+            stop = p;
+            while (stop < end && *stop != '\n' && *stop != '\r') {
+                stop++;
+            }
+
+            p = stop;
+            continue;
+        }
+    }
+}
+
+
+void
+aigov_limit_sse_finish(aigov_limit_sse_t *s)
+{
+    /*
+     * The event-stream spec drops an event the body ends in the middle
+     * of; for accounting, usage that was sent is usage that was used.
+     */
+    if (s->state != AIGOV_SSE_START) {
+        aigov_limit_sse_eol(s);
+    }
+
+    s->cr = 0;
+    aigov_limit_sse_dispatch(s);
+}
+
+
+int
+aigov_limit_sse_usage(const aigov_limit_sse_t *s, uint64_t *total)
+{
+    if (!s->found) {
+        return AIGOV_DECLINED;
+    }
+
+    *total = s->total;
+
+    return AIGOV_OK;
+}
