@@ -236,8 +236,24 @@ ngx_int_t ngx_aigov_send_problem(ngx_http_request_t *r, ngx_uint_t status,
  * $http_NAME / $cookie_NAME variable (NGX_ERROR on failure).
  */
 ngx_aigov_variant_t *ngx_aigov_conf_variant(ngx_conf_t *cf, ngx_str_t *name);
-ngx_int_t ngx_aigov_header_index(ngx_conf_t *cf, ngx_str_t *header);
 ngx_int_t ngx_aigov_cookie_index(ngx_conf_t *cf, ngx_str_t *cookie);
+
+/*
+ * A request header looked up on the request path by the hash nginx
+ * already computed for every header while parsing, instead of through a
+ * $http_ variable (which compares every header's name, case-insensitively).
+ * ngx_aigov_header_get() finds the first one: NGX_OK or NGX_DECLINED.
+ */
+typedef struct {
+    ngx_str_t                  name;         /* as configured */
+    ngx_str_t                  lowcase;
+    ngx_uint_t                 hash;
+} ngx_aigov_header_t;
+
+ngx_int_t ngx_aigov_header_prepare(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_aigov_header_t *h);
+ngx_int_t ngx_aigov_header_get(ngx_http_request_t *r, ngx_aigov_header_t *h,
+    ngx_str_t *value);
 
 /* An extra response header on the way out (for header filters). */
 ngx_int_t ngx_aigov_add_header(ngx_http_request_t *r, ngx_str_t *name,

@@ -502,46 +502,93 @@ ngx_aigov_conf_variant(ngx_conf_t *cf, ngx_str_t *name)
 }
 
 
-static ngx_int_t
-ngx_http_aigov_var_index(ngx_conf_t *cf, const char *prefix, ngx_str_t *name,
-    ngx_uint_t header)
+ngx_int_t
+ngx_aigov_header_prepare(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_aigov_header_t *h)
 {
-    u_char     *p;
-    size_t      plen;
-    ngx_str_t   var;
     ngx_uint_t  i;
 
-    plen = ngx_strlen(prefix);
+    for (i = 0; i < name->len; i++) {
+        /* an HTTP token: what nginx accepts as a header name */
+        if (name->data[i] <= ' ' || name->data[i] >= 0x7f
+            || ngx_strchr("\"(),/:;<=>?@[\\]{}", name->data[i]))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid header name \"%V\"", name);
+            return NGX_ERROR;
+        }
+    }
 
-    var.len = plen + name->len;
-    var.data = ngx_pnalloc(cf->pool, var.len);
-    if (var.data == NULL) {
+    if (name->len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "empty header name");
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(var.data, prefix, plen);
-
-    for (i = 0; i < name->len; i++) {
-        /* $http_x_canary reads the header X-Canary */
-        p[i] = (header && name->data[i] == '-')
-               ? '_' : (header ? ngx_tolower(name->data[i]) : name->data[i]);
+    h->name = *name;
+    h->lowcase.len = name->len;
+    h->lowcase.data = ngx_pnalloc(cf->pool, name->len);
+    if (h->lowcase.data == NULL) {
+        return NGX_ERROR;
     }
 
-    return ngx_http_get_variable_index(cf, &var);
+    h->hash = ngx_hash_strlow(h->lowcase.data, name->data, name->len);
+
+    return NGX_OK;
 }
 
 
 ngx_int_t
-ngx_aigov_header_index(ngx_conf_t *cf, ngx_str_t *header)
+ngx_aigov_header_get(ngx_http_request_t *r, ngx_aigov_header_t *h,
+    ngx_str_t *value)
 {
-    return ngx_http_aigov_var_index(cf, "http_", header, 1);
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *header;
+
+    part = &r->headers_in.headers.part;
+    header = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NGX_DECLINED;
+            }
+
+            part = part->next;
+            header = part->elts;
+            i = 0;
+        }
+
+        if (header[i].hash != h->hash
+            || header[i].key.len != h->lowcase.len
+            || ngx_strncmp(header[i].lowcase_key, h->lowcase.data,
+                           h->lowcase.len) != 0)
+        {
+            continue;
+        }
+
+        *value = header[i].value;
+        return NGX_OK;
+    }
 }
 
 
 ngx_int_t
 ngx_aigov_cookie_index(ngx_conf_t *cf, ngx_str_t *cookie)
 {
-    return ngx_http_aigov_var_index(cf, "cookie_", cookie, 0);
+    ngx_str_t  var;
+
+    var.len = sizeof("cookie_") - 1 + cookie->len;
+    var.data = ngx_pnalloc(cf->pool, var.len);
+    if (var.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(ngx_cpymem(var.data, "cookie_", sizeof("cookie_") - 1),
+               cookie->data, cookie->len);
+
+    return ngx_http_get_variable_index(cf, &var);
 }
 
 

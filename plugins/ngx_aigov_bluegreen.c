@@ -18,8 +18,7 @@
 typedef struct {
     ngx_aigov_variant_t       *active;
     ngx_aigov_variant_t       *preview;
-    ngx_str_t                  header;
-    ngx_int_t                  header_index;   /* $http_... */
+    ngx_aigov_header_t         header;
 } ngx_aigov_bluegreen_conf_t;
 
 
@@ -80,9 +79,9 @@ ngx_aigov_plugin_t  ngx_aigov_bluegreen_plugin = {
 static ngx_int_t
 ngx_aigov_bluegreen_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
 {
+    ngx_str_t                    value;
     ngx_aigov_runtime_t         *rt;
     ngx_aigov_variant_t         *active;
-    ngx_http_variable_value_t   *hv;
     ngx_aigov_bluegreen_conf_t  *conf;
 
     conf = ngx_aigov_model_conf(ctx->model, ngx_aigov_bluegreen_plugin);
@@ -95,14 +94,12 @@ ngx_aigov_bluegreen_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
     rt = ngx_aigov_runtime(ctx->model);
     active = rt->active ? rt->active : conf->active;
 
-    if (conf->preview) {
-        hv = ngx_http_get_indexed_variable(r, conf->header_index);
-
-        if (hv && !hv->not_found && aigov_truthy((char *) hv->data, hv->len)) {
-            ngx_aigov_choose(r, ctx, conf->preview,
-                             NGX_AIGOV_DECISION_PREVIEW);
-            return NGX_OK;
-        }
+    if (conf->preview
+        && ngx_aigov_header_get(r, &conf->header, &value) == NGX_OK
+        && aigov_truthy((char *) value.data, value.len))
+    {
+        ngx_aigov_choose(r, ctx, conf->preview, NGX_AIGOV_DECISION_PREVIEW);
+        return NGX_OK;
     }
 
     ngx_aigov_choose(r, ctx, active, NGX_AIGOV_DECISION_ACTIVE);
@@ -137,8 +134,8 @@ ngx_aigov_bluegreen_status(ngx_aigov_model_t *model, void *conf, json_t *out)
                                       (char *) bcf->preview->name.data,
                                       bcf->preview->name.len,
                                       "header",
-                                      (char *) bcf->header.data,
-                                      bcf->header.len));
+                                      (char *) bcf->header.name.data,
+                                      bcf->header.name.len));
     }
 
     return NGX_OK;
@@ -155,7 +152,6 @@ ngx_aigov_bluegreen_create_model_conf(ngx_conf_t *cf, ngx_aigov_model_t *model)
         return NULL;
     }
 
-    conf->header_index = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -210,7 +206,7 @@ ngx_aigov_bluegreen_preview(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_aigov_bluegreen_conf_t *bcf = conf;
 
-    ngx_str_t  *value;
+    ngx_str_t  *value, name;
 
     if (bcf->preview) {
         return "is duplicate";
@@ -223,7 +219,7 @@ ngx_aigov_bluegreen_preview(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    ngx_str_set(&bcf->header, "X-Aigov-Preview");
+    ngx_str_set(&name, "X-Aigov-Preview");
 
     if (cf->args->nelts == 3) {
         if (ngx_strncmp(value[2].data, "header=", 7) != 0
@@ -235,12 +231,11 @@ ngx_aigov_bluegreen_preview(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             return NGX_CONF_ERROR;
         }
 
-        bcf->header.data = value[2].data + 7;
-        bcf->header.len = value[2].len - 7;
+        name.data = value[2].data + 7;
+        name.len = value[2].len - 7;
     }
 
-    bcf->header_index = ngx_aigov_header_index(cf, &bcf->header);
-    if (bcf->header_index == NGX_ERROR) {
+    if (ngx_aigov_header_prepare(cf, &name, &bcf->header) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 

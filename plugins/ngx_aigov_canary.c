@@ -24,7 +24,8 @@
 
 typedef struct {
     ngx_str_t                  name;
-    ngx_int_t                  index;          /* $http_... or $cookie_... */
+    ngx_aigov_header_t         header;         /* canary_header */
+    ngx_int_t                  index;          /* canary_cookie: $cookie_ */
     ngx_str_t                  value;          /* value=: exact match */
 #if (NGX_PCRE)
     ngx_regex_t               *regex;          /* pattern=: regex match */
@@ -224,15 +225,29 @@ ngx_aigov_canary_override(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
     ngx_str_t                   s;
     ngx_http_variable_value_t  *vv;
 
-    vv = ngx_http_get_indexed_variable(r, o->index);
+    if (decision == NGX_AIGOV_DECISION_HEADER) {
+        if (ngx_aigov_header_get(r, &o->header, &s) != NGX_OK) {
+            return NGX_DECLINED;
+        }
 
-    if (vv == NULL || vv->not_found || vv->len == 0) {
+    } else {
+        vv = ngx_http_get_indexed_variable(r, o->index);
+
+        if (vv == NULL || vv->not_found) {
+            return NGX_DECLINED;
+        }
+
+        s.data = vv->data;
+        s.len = vv->len;
+    }
+
+    if (s.len == 0) {
         return NGX_DECLINED;
     }
 
     if (o->value.len) {
-        if (vv->len != o->value.len
-            || ngx_strncmp(vv->data, o->value.data, vv->len) != 0)
+        if (s.len != o->value.len
+            || ngx_strncmp(s.data, o->value.data, s.len) != 0)
         {
             return NGX_DECLINED;
         }
@@ -243,9 +258,6 @@ ngx_aigov_canary_override(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
 
 #if (NGX_PCRE)
     if (o->regex) {
-        s.len = vv->len;
-        s.data = vv->data;
-
         if (ngx_regex_exec(o->regex, &s, NULL, 0) < 0) {
             return NGX_DECLINED;
         }
@@ -253,11 +265,9 @@ ngx_aigov_canary_override(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
         ngx_aigov_choose(r, ctx, o->variant, decision);
         return NGX_OK;
     }
-#else
-    (void) s;
 #endif
 
-    switch (aigov_override_value((char *) vv->data, vv->len)) {
+    switch (aigov_override_value((char *) s.data, s.len)) {
 
     case AIGOV_OVERRIDE_ALWAYS:
         ngx_aigov_choose(r, ctx, o->variant, decision);
@@ -517,8 +527,7 @@ ngx_aigov_canary_header(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     o->name = value[1];
 
-    o->index = ngx_aigov_header_index(cf, &o->name);
-    if (o->index == NGX_ERROR) {
+    if (ngx_aigov_header_prepare(cf, &o->name, &o->header) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
