@@ -111,10 +111,14 @@
  * write { "all": [ { "field": P, "exists": true }, { ..."ne"... } ] }.
  *
  * Regexes are POSIX, not PCRE: inline flags such as "(?i)" are refused at
- * load (use "matches_i"); so are backreferences (\1..\9: exponential
- * time), an unmatched ")", counted repetitions over 255, patterns over
- * 1024 bytes and patterns whose repetitions expand to more than 4096
- * atoms when compiled (glibc copies "a{3}" as "aaa" and "a+" as "aa*").
+ * load (use "matches_i"); so are what makes glibc's regcomp() or regexec()
+ * take seconds: backreferences (\1..\9), a repetition of something that
+ * can match the empty string ("(a*)*", "(a|)+") and two repetitions in a
+ * row ("a**", PCRE's lazy "a*?"), more than 32 anchors (^, $), patterns
+ * whose repetitions expand to more than 4096 atoms when compiled (glibc
+ * copies "a{3}" as "aaa" and "a+" as "aa*"), counted repetitions over
+ * 255, parentheses nested deeper than 32; and an unmatched ")", patterns
+ * over 1024 bytes.
  *
  *
  * TEMPLATES

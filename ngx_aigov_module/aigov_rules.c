@@ -28,6 +28,7 @@
 #define AIGOV_RULES_RE_ATOMS    4096
 #define AIGOV_RULES_RE_DUP      255
 #define AIGOV_RULES_RE_NEST     32
+#define AIGOV_RULES_RE_ANCHORS  32
 #define AIGOV_RULES_QUOTE       80      /* bytes of a value quoted in errors */
 #define AIGOV_RULES_DUMP_DEPTH  4096
 
@@ -1210,24 +1211,56 @@ aigov_rules_re_group(const char *p, size_t n, size_t i)
 }
 
 
+/* A group of a regex being checked: see aigov_rules_regex_check(). */
+typedef struct {
+    size_t  atoms;      /* what glibc compiles for it, so far */
+    int     nullable;   /* a finished alternative can match nothing */
+    int     alt;        /* the current alternative can, so far */
+    int     before;     /* the current alternative could before its last
+                           item */
+} aigov_rules_re_group_t;
+
+
 /*
- * What glibc would expand: counted repetitions copy their atom ("a{3}" is
- * "aaa", "a+" is "aa*"), nested ones multiply, and a few of them make
- * regcomp build a huge automaton ("a" and 30 "+" take gigabytes).
- * Also refuses what POSIX does not have but users write from PCRE habit.
+ * Refuses, before regcomp() sees them, the patterns that make glibc's
+ * regcomp() take seconds or gigabytes, and what POSIX does not have but
+ * users write from PCRE habit:
+ *
+ *   - expansion: counted repetitions copy their item ("a{3}" is "aaa",
+ *     "a+" is "aa*"), nested ones multiply: at most 4096 atoms;
+ *   - a repetition of something that can match nothing ("(a*)*",
+ *     "(a?b?)?") and stacked repetitions ("a**", PCRE's lazy "a*?"):
+ *     epsilon loops that glibc's closure computation multiplies, once the
+ *     pattern is anchored (aigov_rules_re_anchor());
+ *   - more than 32 anchors: their constraints are copied as well;
+ *   - backreferences (exponential matching), "(?" groups and flags, an
+ *     unmatched ")".
  */
 static int
 aigov_rules_regex_check(aigov_rules_ctx_t *ctx, const char *opname,
     const char *p, size_t n)
 {
-    size_t  total[AIGOV_RULES_RE_NEST + 1], last, g, lo, hi, k, i, j;
-    int     depth, digits;
+    aigov_rules_re_group_t   g[AIGOV_RULES_RE_NEST + 1];
+    size_t                   i, j, lo, hi, k, last, anchors, cost;
+    int                      depth, digits, comma, nullable, last_null;
+    int                      have_last, repeated;
+
+    memset(&g[0], 0, sizeof(g[0]));
+    g[0].alt = 1;
+    g[0].before = 1;
 
     depth = 0;
-    total[0] = 0;
     last = 0;
+    last_null = 0;
+    have_last = 0;
+    repeated = 0;
+    anchors = 0;
 
     for (i = 0; i < n; i++) {
+
+        /* by default p[i] is an item of one atom that matches something */
+        cost = 1;
+        nullable = 0;
 
         switch (p[i]) {
 
@@ -1239,16 +1272,21 @@ aigov_rules_regex_check(aigov_rules_ctx_t *ctx, const char *opname,
             }
 
             i++;
-            last = 1;
-            total[depth]++;
             break;
 
         case '[':
-            j = aigov_rules_re_bracket(p, n, i);
+            i = aigov_rules_re_bracket(p, n, i);
+            break;
 
-            i = j;
-            last = 1;
-            total[depth]++;
+        case '^':
+        case '$':
+            if (++anchors > AIGOV_RULES_RE_ANCHORS) {
+                return aigov_rules_fail(ctx, "\"%s\": more than %d anchors "
+                                        "(^ and $)", opname,
+                                        AIGOV_RULES_RE_ANCHORS);
+            }
+
+            nullable = 1;
             break;
 
         case '(':
@@ -1266,93 +1304,140 @@ aigov_rules_regex_check(aigov_rules_ctx_t *ctx, const char *opname,
                                         AIGOV_RULES_RE_NEST);
             }
 
-            total[++depth] = 0;
-            last = 0;
-            break;
+            depth++;
+            memset(&g[depth], 0, sizeof(g[depth]));
+            g[depth].alt = 1;
+            g[depth].before = 1;
+
+            have_last = 0;
+            repeated = 0;
+            continue;
 
         case ')':
             if (depth == 0) {
                 /* POSIX leaves it undefined; it would also close the
-                 * group aigov_rules_regex() wraps the pattern in */
+                 * group aigov_rules_re_anchor() wraps the pattern in */
                 return aigov_rules_fail(ctx, "\"%s\": unmatched \")\" at "
                                         "offset %zu", opname, i);
             }
 
-            g = total[depth--] + 1;
-            total[depth] += g;
-            last = g;
+            cost = g[depth].atoms + 1;
+            nullable = g[depth].nullable || g[depth].alt;
+            depth--;
             break;
 
+        case '|':
+            g[depth].nullable |= g[depth].alt;
+            g[depth].alt = 1;
+            g[depth].before = 1;
+
+            have_last = 0;
+            repeated = 0;
+            continue;
+
+        case '*':
+        case '+':
+        case '?':
         case '{':
-            j = i + 1;
-            lo = 0;
-            digits = 0;
+            lo = (p[i] == '+') ? 1 : 0;
+            hi = (p[i] == '?') ? 1 : lo + 1;    /* "*", "+": a star more */
+            j = i;
 
-            while (j < n && p[j] >= '0' && p[j] <= '9' && digits < 6) {
-                lo = lo * 10 + (size_t) (p[j++] - '0');
-                digits++;
-            }
-
-            if (digits == 0) {
-                /* not a bound: regcomp has the last word */
-                last = 1;
-                total[depth]++;
-                break;
-            }
-
-            hi = lo;
-
-            if (j < n && p[j] == ',') {
-                j++;
+            if (p[i] == '{') {
+                j = i + 1;
+                lo = 0;
                 hi = 0;
                 digits = 0;
+                comma = 0;
 
                 while (j < n && p[j] >= '0' && p[j] <= '9' && digits < 6) {
-                    hi = hi * 10 + (size_t) (p[j++] - '0');
+                    lo = lo * 10 + (size_t) (p[j++] - '0');
                     digits++;
                 }
 
-                if (digits == 0) {
-                    hi = lo + 1;    /* {n,}: n copies and a star */
+                hi = lo;
+
+                if (j < n && p[j] == ',') {
+                    j++;
+                    comma = 1;
+                    hi = 0;
+
+                    while (j < n && p[j] >= '0' && p[j] <= '9' && digits < 12)
+                    {
+                        hi = hi * 10 + (size_t) (p[j++] - '0');
+                        digits++;
+                    }
+
+                    if (j > 0 && p[j - 1] == ',') {
+                        hi = lo + 1;            /* "{n,}": a star more */
+                    }
+                }
+
+                if ((digits == 0 && !comma) || j >= n || p[j] != '}') {
+                    /* not a bound: an ordinary item, regcomp has the last
+                     * word */
+                    break;
+                }
+
+                if (lo > AIGOV_RULES_RE_DUP || hi > AIGOV_RULES_RE_DUP + 1) {
+                    return aigov_rules_fail(ctx, "\"%s\": counted repetition "
+                                            "over %d", opname,
+                                            AIGOV_RULES_RE_DUP);
                 }
             }
 
-            if (lo > AIGOV_RULES_RE_DUP || hi > AIGOV_RULES_RE_DUP + 1) {
-                return aigov_rules_fail(ctx, "\"%s\": counted repetition "
-                                        "over %d", opname,
-                                        AIGOV_RULES_RE_DUP);
+            if (!have_last) {
+                /* nothing to repeat: regcomp has the last word */
+                i = j;
+                break;
+            }
+
+            if (repeated) {
+                return aigov_rules_fail(ctx, "\"%s\": two repetitions in a "
+                                        "row at offset %zu (POSIX has no lazy "
+                                        "\"*?\" or possessive \"*+\")",
+                                        opname, i);
+            }
+
+            if (last_null) {
+                return aigov_rules_fail(ctx, "\"%s\": the repetition at "
+                                        "offset %zu repeats what can match "
+                                        "the empty string, as in \"(a*)*\"",
+                                        opname, i);
             }
 
             k = (hi > lo) ? hi : lo;
 
             if (k > 1) {
-                total[depth] += last * (k - 1);
+                g[depth].atoms += last * (k - 1);
                 last *= k;
             }
 
-            i = (j < n && p[j] == '}') ? j : j - 1;
-            break;
+            last_null = (lo == 0);
+            g[depth].alt = g[depth].before && last_null;
+            repeated = 1;
+            i = j;
 
-        case '|':
-            last = 0;
-            break;
-
-        case '+':
-            /* glibc compiles "a+" as "aa*": a copy, doubled by each "+" */
-            total[depth] += last;
-            last *= 2;
-            break;
-
-        case '*':
-        case '?':
-            break;
+            goto check;
 
         default:
-            last = 1;
-            total[depth]++;
+            break;
         }
 
-        if (total[depth] > AIGOV_RULES_RE_ATOMS || last > AIGOV_RULES_RE_ATOMS)
+        /* an item */
+        g[depth].before = g[depth].alt;
+        g[depth].alt = g[depth].alt && nullable;
+        g[depth].atoms += cost;
+
+        last = cost;
+        last_null = nullable;
+        have_last = 1;
+        repeated = 0;
+
+    check:
+
+        if (g[depth].atoms > AIGOV_RULES_RE_ATOMS
+            || last > AIGOV_RULES_RE_ATOMS)
         {
             return aigov_rules_fail(ctx, "\"%s\": regex too complex (its "
                                     "repetitions expand to more than %d "

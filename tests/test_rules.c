@@ -1345,10 +1345,81 @@ test_err_regex_nested_plus(void **state)
 {
     (void) state;
 
-    /* each "+" doubles what glibc compiles: 2^30 copies of "a" */
-    cond_fails("{'field':'$.a','matches':'a++++++++++++++++++++++++++++++'}",
+    /* each "+" doubles what glibc compiles: 2^13 copies of "a" */
+    cond_fails("{'field':'$.a','matches':'(((((((((((((a)+)+)+)+)+)+)+)+)+)+)+"
+               ")+)+'}",
                "rule \"r\" (#1): when: \"matches\": regex too complex (its "
                "repetitions expand to more than 4096 atoms)");
+}
+
+
+static void
+test_err_regex_stacked_repetitions(void **state)
+{
+    (void) state;
+    cond_fails("{'field':'$.a','matches':'refund.*?now'}", "rule \"r\" (#1): "
+               "when: \"matches\": two repetitions in a row at offset 8 "
+               "(POSIX has no lazy \"*?\" or possessive \"*+\")");
+}
+
+
+static void
+test_err_regex_repeated_nullable(void **state)
+{
+    (void) state;
+    cond_fails("{'field':'$.a','matches':'x(a?b?)+'}", "rule \"r\" (#1): "
+               "when: \"matches\": the repetition at offset 7 repeats what "
+               "can match the empty string, as in \"(a*)*\"");
+}
+
+
+static void
+test_err_regex_repeated_empty_alternative(void **state)
+{
+    (void) state;
+    cond_fails("{'field':'$.a','matches':'(a|){2}'}", "rule \"r\" (#1): "
+               "when: \"matches\": the repetition at offset 4 repeats what "
+               "can match the empty string, as in \"(a*)*\"");
+}
+
+
+static void
+test_err_regex_too_many_anchors(void **state)
+{
+    char  cond[256], *p;
+    int   i;
+
+    (void) state;
+
+    p = cond + sprintf(cond, "{'field':'$.a','matches':'");
+    for (i = 0; i < 17; i++) {
+        p += sprintf(p, "^$");
+    }
+    strcpy(p, "'}");
+
+    cond_fails(cond, "rule \"r\" (#1): when: \"matches\": more than 32 "
+               "anchors (^ and $)");
+}
+
+
+static void
+test_regex_usual_patterns_accepted(void **state)
+{
+    aigov_rules_t  *rules;
+    char           *file;
+
+    (void) state;
+
+    file = one_rule("{'all':["
+                    "{'field':'$.a','matches':'(^|[^a-z])refund([^a-z]|$)'},"
+                    "{'field':'$.a','matches':'^[a-z0-9._-]+@[a-z]+[.]com$'},"
+                    "{'field':'$.a','matches':'(ab)*c+d?e{2,3}f{,2}g{1,}'},"
+                    "{'field':'$.a','matches':'^(gpt-4|claude)(-[a-z]+)*$'},"
+                    "{'field':'$.a','matches_i':'[[:alpha:]]{3}[]x]'}]}");
+    rules = load_ok(file);
+    free(file);
+
+    aigov_rules_free(rules);
 }
 
 
@@ -3780,6 +3851,11 @@ main(void)
         cmocka_unit_test(test_err_regex_repetition_over_255),
         cmocka_unit_test(test_err_regex_too_complex),
         cmocka_unit_test(test_err_regex_nested_plus),
+        cmocka_unit_test(test_err_regex_stacked_repetitions),
+        cmocka_unit_test(test_err_regex_repeated_nullable),
+        cmocka_unit_test(test_err_regex_repeated_empty_alternative),
+        cmocka_unit_test(test_err_regex_too_many_anchors),
+        cmocka_unit_test(test_regex_usual_patterns_accepted),
         cmocka_unit_test(test_err_regex_too_long),
         cmocka_unit_test(test_err_nul_in_file),
         cmocka_unit_test(test_err_regex_nesting),
