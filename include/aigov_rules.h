@@ -35,8 +35,10 @@
  * (results name the default "default").  Without "response" the result has
  * no body (e.g. for 204).  Header names are RFC 9110 tokens of at most 64
  * characters; Content-Length, Transfer-Encoding, Connection, Keep-Alive,
- * Upgrade, TE and Trailer are refused (nginx owns framing); values are at
- * most 4096 bytes without control characters other than tab.
+ * Proxy-Connection, Upgrade, TE and Trailer are refused (nginx owns
+ * framing), and so is the same name twice in any case; values are at most
+ * 4096 bytes without control characters other than tab.  Content-Type may
+ * be set (e.g. application/problem+json).
  *
  *
  * PATHS
@@ -137,7 +139,8 @@
  * keeping its JSON type ("max": "${$.max_tokens}" gives "max": 16, and an
  * object stays an object); a missing value gives "".  Header values get
  * the same text with control characters (CR, LF, NUL...; tab is kept)
- * removed.  The body is written as compact JSON, members in file order;
+ * removed.  The body is written as compact JSON, members in file order,
+ * reals in the shortest form that reads back the same (0.1, 1.0, 1e+300);
  * attribute bytes that are not valid UTF-8 become U+FFFD, so the body is
  * always valid JSON.  Limits: 64 substitutions per rule (response and
  * headers), a body of at most 64 KiB and header values of at most 4096

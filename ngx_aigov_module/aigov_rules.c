@@ -256,6 +256,19 @@ static const char  *aigov_rules_hop_headers[] = {
 static const char  aigov_rules_replacement[] = "\xef\xbf\xbd";  /* U+FFFD */
 
 
+/* the compiler checks the messages' arguments */
+#if defined(__GNUC__) || defined(__clang__)
+#define AIGOV_RULES_PRINTF(f, a)  __attribute__((format(printf, f, a)))
+#else
+#define AIGOV_RULES_PRINTF(f, a)
+#endif
+
+static int aigov_rules_fail(aigov_rules_ctx_t *ctx, const char *fmt, ...)
+    AIGOV_RULES_PRINTF(2, 3);
+static size_t aigov_rules_loc_push(aigov_rules_ctx_t *ctx, const char *fmt,
+    ...) AIGOV_RULES_PRINTF(2, 3);
+static int aigov_rules_bad_path(aigov_rules_ctx_t *ctx, const char *s,
+    size_t len, const char *fmt, ...) AIGOV_RULES_PRINTF(4, 5);
 static int aigov_rules_cond(aigov_rules_ctx_t *ctx, const json_t *j,
     aigov_rules_cond_t *c, int depth);
 static int aigov_rules_tpl_value(aigov_rules_ctx_t *ctx, const json_t *v,
@@ -1434,7 +1447,7 @@ aigov_rules_regex_check(aigov_rules_ctx_t *ctx, const char *opname,
         have_last = 1;
         repeated = 0;
 
-    check:
+check:
 
         if (g[depth].atoms > AIGOV_RULES_RE_ATOMS
             || last > AIGOV_RULES_RE_ATOMS)
@@ -1973,7 +1986,7 @@ aigov_rules_flush(aigov_rules_ctx_t *ctx)
     if (ctx->text.failed) {
         return aigov_rules_fail(ctx, ctx->text.failed == AIGOV_RULES_NOMEM
                                      ? "out of memory"
-                                     : "response larger than %d bytes",
+                                     : "larger than %d bytes",
                                 AIGOV_RULES_MAX_BODY);
     }
 
@@ -2497,6 +2510,12 @@ aigov_rules_action(aigov_rules_ctx_t *ctx, const json_t *j,
             || aigov_rules_tpl_end(ctx, &act->body) != AIGOV_RULES_OK)
         {
             return AIGOV_RULES_ERROR;
+        }
+
+        /* its constant parts alone: it could never be rendered */
+        if (act->body.size > AIGOV_RULES_MAX_BODY) {
+            return aigov_rules_fail(ctx, "larger than %d bytes",
+                                    AIGOV_RULES_MAX_BODY);
         }
 
         aigov_rules_loc_pop(ctx, old);

@@ -1874,6 +1874,54 @@ test_err_response_too_deep(void **state)
 
 
 static void
+test_err_response_too_large(void **state)
+{
+    char    *file, *p;
+    size_t   i;
+
+    (void) state;
+
+    file = malloc(128 * 1024);
+    assert_non_null(file);
+
+    p = file + sprintf(file, "{'default':{'status':503,'response':[");
+    for (i = 0; i < 7000; i++) {
+        p += sprintf(p, "%s'0123456789'", i ? "," : "");
+    }
+    strcpy(p, "]}}");
+
+    load_fails(file, "default: response: larger than 65536 bytes");
+
+    free(file);
+}
+
+
+static void
+test_err_response_too_large_between_substitutions(void **state)
+{
+    char    *file, *p;
+    size_t   i;
+
+    (void) state;
+
+    file = malloc(128 * 1024);
+    assert_non_null(file);
+
+    /* no constant run is over the bound, their sum is */
+    p = file + sprintf(file, "{'default':{'status':503,'response':[");
+    for (i = 0; i < 7000; i++) {
+        p += sprintf(p, "%s'%s'", i ? "," : "",
+                     (i % 1000 == 0) ? "${@a}" : "0123456789");
+    }
+    strcpy(p, "]}}");
+
+    load_fails(file, "default: response: larger than 65536 bytes");
+
+    free(file);
+}
+
+
+static void
 test_response_depth_limit_accepted(void **state)
 {
     aigov_rules_t  *rules;
@@ -3896,6 +3944,8 @@ main(void)
         cmocka_unit_test(test_err_template_in_header),
         cmocka_unit_test(test_err_too_many_substitutions),
         cmocka_unit_test(test_err_response_too_deep),
+        cmocka_unit_test(test_err_response_too_large),
+        cmocka_unit_test(test_err_response_too_large_between_substitutions),
         cmocka_unit_test(test_response_depth_limit_accepted),
 
         /* operators */
