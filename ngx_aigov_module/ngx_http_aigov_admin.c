@@ -93,6 +93,29 @@ ngx_http_aigov_admin_conf(ngx_http_request_t *r)
 }
 
 
+/*
+ * A read-only resource: a write gets 405 (Allow: GET, HEAD), a read has
+ * its body discarded.  NGX_DECLINED: go on and answer.
+ */
+
+static ngx_int_t
+ngx_http_aigov_admin_read_only(ngx_http_request_t *r, ngx_uint_t write,
+    const char *detail)
+{
+    ngx_int_t  rc;
+
+    if (write) {
+        ngx_http_aigov_admin_allow = "GET, HEAD";
+        return ngx_http_aigov_admin_problem(r, NGX_HTTP_NOT_ALLOWED,
+                   "method-not-allowed", "Method not allowed", "%s", detail);
+    }
+
+    rc = ngx_http_discard_request_body(r);
+
+    return (rc == NGX_OK) ? NGX_DECLINED : rc;
+}
+
+
 static ngx_int_t
 ngx_http_aigov_admin_handler(ngx_http_request_t *r)
 {
@@ -165,15 +188,9 @@ ngx_http_aigov_admin_handler(ngx_http_request_t *r)
     end = tail.data + tail.len;
 
     if (tail.len == 5 && ngx_strncmp(p, "audit", 5) == 0) {
-        if (write) {
-            ngx_http_aigov_admin_allow = "GET, HEAD";
-            return ngx_http_aigov_admin_problem(r, NGX_HTTP_NOT_ALLOWED,
-                       "method-not-allowed", "Method not allowed",
-                       "the audit trail is read with GET");
-        }
-
-        rc = ngx_http_discard_request_body(r);
-        if (rc != NGX_OK) {
+        rc = ngx_http_aigov_admin_read_only(r, write,
+                                            "the audit trail is read with GET");
+        if (rc != NGX_DECLINED) {
             return rc;
         }
 
@@ -207,15 +224,9 @@ ngx_http_aigov_admin_handler(ngx_http_request_t *r)
     }
 
     if (name.len == 0) {
-        if (write) {
-            ngx_http_aigov_admin_allow = "GET, HEAD";
-            return ngx_http_aigov_admin_problem(r, NGX_HTTP_NOT_ALLOWED,
-                       "method-not-allowed", "Method not allowed",
-                       "changes are made on models/NAME/ACTION");
-        }
-
-        rc = ngx_http_discard_request_body(r);
-        if (rc != NGX_OK) {
+        rc = ngx_http_aigov_admin_read_only(r, write,
+                                      "changes are made on models/NAME/ACTION");
+        if (rc != NGX_DECLINED) {
             return rc;
         }
 
@@ -247,15 +258,9 @@ ngx_http_aigov_admin_handler(ngx_http_request_t *r)
     }
 
     if (op.len == 0) {
-        if (write) {
-            ngx_http_aigov_admin_allow = "GET, HEAD";
-            return ngx_http_aigov_admin_problem(r, NGX_HTTP_NOT_ALLOWED,
-                       "method-not-allowed", "Method not allowed",
-                       "changes are made on models/NAME/ACTION");
-        }
-
-        rc = ngx_http_discard_request_body(r);
-        if (rc != NGX_OK) {
+        rc = ngx_http_aigov_admin_read_only(r, write,
+                                      "changes are made on models/NAME/ACTION");
+        if (rc != NGX_DECLINED) {
             return rc;
         }
 
