@@ -24,7 +24,7 @@
  * ngx_aigov_plugin_t bumps the minor number only.
  */
 #define NGX_AIGOV_ABI_MAJOR            1
-#define NGX_AIGOV_ABI_MINOR            0
+#define NGX_AIGOV_ABI_MINOR            1
 #define NGX_AIGOV_ABI                                                        \
     ((NGX_AIGOV_ABI_MAJOR << 16) | NGX_AIGOV_ABI_MINOR)
 
@@ -96,6 +96,13 @@ struct ngx_aigov_model_s {
     void                      *plugin_conf[NGX_AIGOV_MAX_PLUGINS];
     u_char                    *file;
     ngx_uint_t                 line;
+
+    /* ABI 1.1: the fallback chain ("fallback", "fallback_rules") */
+    ngx_aigov_variant_t       *fallback[NGX_AIGOV_MAX_VARIANTS];
+    ngx_uint_t                 nfallback;    /* 0: straight to the rules */
+    void                      *rules;        /* aigov_rules_t *, or NULL */
+    ngx_str_t                  rules_file;
+    void                      *rules_attrs;  /* core private */
 };
 
 
@@ -116,6 +123,20 @@ typedef enum {
 } ngx_aigov_decision_e;
 
 
+/*
+ * Why a request did not get its model's answer: the value of
+ * $aigov_fallback ("breaker_open", ...) and of the X-Aigov-Fallback header.
+ */
+typedef enum {
+    NGX_AIGOV_FALLBACK_NONE = 0,
+    NGX_AIGOV_FALLBACK_BREAKER,       /* the variant's breaker is open */
+    NGX_AIGOV_FALLBACK_KILL,          /* the model's kill switch */
+    NGX_AIGOV_FALLBACK_UPSTREAM_ERROR,    /* failed before the first byte */
+    NGX_AIGOV_FALLBACK_UPSTREAM_TIMEOUT,  /* timed out before it */
+    NGX_AIGOV_FALLBACK_LAST
+} ngx_aigov_fallback_e;
+
+
 /* Per-request context, allocated from r->pool on the first decision. */
 typedef struct {
     ngx_aigov_model_t         *model;
@@ -132,6 +153,12 @@ typedef struct {
     unsigned                   body_read:1;
     unsigned                   responded:1;  /* aigov sent the response */
     unsigned                   counted:1;    /* decision in the counters */
+
+    /* ABI 1.1 */
+    ngx_aigov_fallback_e       fallback;     /* NONE: the model answered */
+    ngx_str_t                  fallback_rule;    /* the rule that answered */
+    void                      *fallback_out;     /* core private */
+    unsigned                   json_failed:1;    /* body is not JSON */
 } ngx_aigov_ctx_t;
 
 
@@ -194,6 +221,16 @@ struct ngx_aigov_plugin_s {
     ngx_aigov_status_pt        status;
 
     ngx_uint_t                 index;        /* set by the core */
+
+    /*
+     * ABI 1.1.  Does the plugin need the request body in a location (gets
+     * the plugin's merged loc conf, NULL without a module)?  Then the core
+     * reads it before any decide() runs: ctx->body holds it when it fit in
+     * client_body_buffer_size (else ctx->body is empty and
+     * r->request_body->temp_file is set), and ngx_aigov_body_json() parses
+     * it.  NULL: no.
+     */
+    ngx_int_t                (*needs_body)(void *loc_conf);
 };
 
 
@@ -228,6 +265,36 @@ void ngx_aigov_choose(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
 ngx_int_t ngx_aigov_send_problem(ngx_http_request_t *r, ngx_uint_t status,
     const char *type, const char *title, ngx_str_t *detail,
     time_t retry_after);
+
+/*
+ * The model could not answer (reason): answers from the model's
+ * fallback_rules when it has them and a rule (or the default) matches,
+ * else with the problem response ngx_aigov_send_problem() would send.
+ * The response carries X-Aigov-Fallback and $aigov_fallback.  Finalizes
+ * the request like ngx_aigov_send_problem(): return its result (NGX_DONE)
+ * at once, touching neither r nor ctx again.
+ */
+ngx_int_t ngx_aigov_fallback(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
+    ngx_aigov_fallback_e reason, ngx_uint_t status, const char *type,
+    const char *title, ngx_str_t *detail, time_t retry_after);
+
+/*
+ * A variant of the model's fallback chain ("fallback v1 v2;", by default
+ * the stable variant) takes the request instead of ctx->variant: sets the
+ * variant and the reason; the decision ($aigov_decision) is kept.
+ */
+void ngx_aigov_fallback_variant(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
+    ngx_aigov_variant_t *v, ngx_aigov_fallback_e reason);
+
+/* "breaker_open", "kill_switch", "upstream_error", "upstream_timeout" */
+const char *ngx_aigov_fallback_name(ngx_aigov_fallback_e reason);
+
+/*
+ * The request body parsed as JSON (a json_t * owned by the request: do not
+ * decref it), or NULL when there is no body, it was not read, did not fit
+ * in memory or is not JSON.  Parsed once, on the first call.
+ */
+void *ngx_aigov_body_json(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx);
 
 /*
  * Configuration helpers for model directives.  ngx_aigov_conf_variant()

@@ -150,17 +150,15 @@ ngx_http_aigov_body_model(ngx_http_request_t *r,
     size_t        len;
     json_t       *doc;
     ngx_str_t     detail;
-    ngx_buf_t    *b;
     aigov_str_t   m;
-    ngx_chain_t  *cl;
 
-    if (r->request_body == NULL || r->request_body->bufs == NULL) {
-        len = 0;
-        p = NULL;
-        goto parse;
+    rc = ngx_http_aigov_body_bytes(r, &ctx->body);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (r->request_body->temp_file) {
+    if (rc == NGX_DECLINED) {
         if (r->request_body_in_file_only) {
             ngx_str_set(&detail, "client_body_in_file_only is on in this "
                         "location; the model cannot be read from the body");
@@ -176,36 +174,8 @@ ngx_http_aigov_body_model(ngx_http_request_t *r,
                                       "Request body too large", &detail, 0);
     }
 
-    cl = r->request_body->bufs;
-
-    if (cl->next == NULL) {
-        b = cl->buf;
-        p = b->pos;
-        len = b->last - b->pos;
-
-    } else {
-        /* chunked bodies may arrive in several buffers: join them */
-        len = 0;
-        for ( /* void */ ; cl; cl = cl->next) {
-            len += cl->buf->last - cl->buf->pos;
-        }
-
-        p = ngx_pnalloc(r->pool, len);
-        if (p == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        len = 0;
-        for (cl = r->request_body->bufs; cl; cl = cl->next) {
-            ngx_memcpy(p + len, cl->buf->pos, cl->buf->last - cl->buf->pos);
-            len += cl->buf->last - cl->buf->pos;
-        }
-    }
-
-parse:
-
-    ctx->body.data = p;
-    ctx->body.len = len;
+    p = ctx->body.data;
+    len = ctx->body.len;
 
     if (len == 0 && alcf->default_model) {
         /* GET /v1/models and the like: no body, no model named */

@@ -80,6 +80,7 @@ ngx_http_aigov_model_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     model->index = mcf->models.nelts;
     model->runtime.kill = -1;
     model->runtime.rollback = -1;
+    model->nfallback = NGX_CONF_UNSET_UINT;
     model->file = cf->conf_file->file.name.data;
     model->line = cf->conf_file->line;
 
@@ -143,6 +144,10 @@ ngx_http_aigov_model_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_http_aigov_fallback_init_model(cf, model) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     for (i = 0; i < ngx_aigov_nplugins; i++) {
         p = ngx_aigov_plugins[i];
 
@@ -185,6 +190,16 @@ ngx_http_aigov_model_directive(ngx_conf_t *cf, ngx_command_t *dummy,
 
     if (value[0].len == 5 && ngx_strcmp(value[0].data, "alias") == 0) {
         return ngx_http_aigov_alias(cf, model);
+    }
+
+    if (value[0].len == 8 && ngx_strcmp(value[0].data, "fallback") == 0) {
+        return ngx_http_aigov_fallback_directive(cf, model);
+    }
+
+    if (value[0].len == 14
+        && ngx_strcmp(value[0].data, "fallback_rules") == 0)
+    {
+        return ngx_http_aigov_fallback_rules(cf, model);
     }
 
     if (value[0].len == 7 && ngx_strcmp(value[0].data, "include") == 0) {
@@ -649,7 +664,7 @@ ngx_int_t
 ngx_http_aigov_init_models(ngx_conf_t *cf, ngx_http_aigov_main_conf_t *mcf)
 {
     ngx_str_t                    *a, name;
-    ngx_uint_t                    i, j;
+    ngx_uint_t                    i, j, body;
     ngx_hash_init_t               hash;
     ngx_hash_keys_arrays_t        keys;
     ngx_aigov_model_t           **m;
@@ -728,6 +743,25 @@ ngx_http_aigov_init_models(ngx_conf_t *cf, ngx_http_aigov_main_conf_t *mcf)
         }
     }
 
+    /*
+     * Rules over the request body need it read before the decision, where
+     * a breaker or a kill switch may answer; rules at all need the filters
+     * (an upstream failing before its header).
+     */
+
+    body = 0;
+
+    for (i = 0; i < mcf->models.nelts; i++) {
+        if (m[i]->rules) {
+            mcf->need_header_filter = 1;
+            mcf->need_body_filter = 1;
+        }
+
+        if (ngx_http_aigov_rules_use_body(m[i])) {
+            body = 1;
+        }
+    }
+
     route = mcf->routes.elts;
 
     for (i = 0; i < mcf->routes.nelts; i++) {
@@ -752,6 +786,13 @@ ngx_http_aigov_init_models(ngx_conf_t *cf, ngx_http_aigov_main_conf_t *mcf)
                != NGX_OK)
         {
             return NGX_ERROR;
+        }
+
+        if (route[i]->model
+            ? ngx_http_aigov_rules_use_body(route[i]->model)
+            : body)
+        {
+            route[i]->read_body = 1;
         }
     }
 

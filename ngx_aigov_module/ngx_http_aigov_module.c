@@ -178,7 +178,9 @@ ngx_http_aigov_handler(ngx_http_request_t *r)
 
     if (ctx->model == NULL) {
 
-        if (alcf->source == NGX_HTTP_AIGOV_SRC_OPENAI && !ctx->body_read) {
+        if ((alcf->source == NGX_HTTP_AIGOV_SRC_OPENAI || alcf->read_body)
+            && !ctx->body_read)
+        {
             r->request_body_in_single_buf = 1;
 
             rc = ngx_http_read_client_request_body(r,
@@ -210,13 +212,23 @@ ngx_http_aigov_handler(ngx_http_request_t *r)
 static void
 ngx_http_aigov_body_handler(ngx_http_request_t *r)
 {
-    ngx_aigov_ctx_t  *ctx;
+    ngx_aigov_ctx_t            *ctx;
+    ngx_http_aigov_loc_conf_t  *alcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_aigov_module);
     ctx->body_read = 1;
 
     /* the body must still reach the upstream after we parsed it */
     r->preserve_body = 1;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigov_module);
+
+    if (alcf->source != NGX_HTTP_AIGOV_SRC_OPENAI
+        && ngx_http_aigov_body_bytes(r, &ctx->body) == NGX_ERROR)
+    {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
 
     r->write_event_handler = ngx_http_core_run_phases;
     ngx_http_core_run_phases(r);
@@ -306,6 +318,10 @@ ngx_http_aigov_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
+    if (ngx_http_aigov_fallback_header(r, ctx) == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
     plugin = ctx->plugins->elts;
 
     for (i = 0; i < ctx->plugins->nelts; i++) {
@@ -336,6 +352,12 @@ ngx_http_aigov_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     if (ctx == NULL || ctx->model == NULL) {
         return ngx_http_next_body_filter(r, in);
+    }
+
+    if (ctx->fallback_out) {
+        /* a response replaced by a fallback rule */
+        return ngx_http_aigov_fallback_body(r, ctx, in,
+                                            ngx_http_next_body_filter);
     }
 
     plugin = ctx->plugins->elts;
@@ -490,17 +512,115 @@ ngx_aigov_send_problem(ngx_http_request_t *r, ngx_uint_t status,
     ctx = ngx_http_get_module_ctx(r, ngx_http_aigov_module);
 
     if (ctx && ctx->model) {
-        ctx->decided = 1;
-
-        if (ctx->decision != NGX_AIGOV_DECISION_NONE) {
-            ngx_http_aigov_count(ctx);
-        }
+        ngx_http_aigov_decided(ctx);
     }
 
     ngx_http_finalize_request(r,
         ngx_http_aigov_problem(r, status, type, title, detail, retry_after));
 
     return NGX_DONE;
+}
+
+
+/* The decision phase ended with a response of aigov's: count it. */
+
+void
+ngx_http_aigov_decided(ngx_aigov_ctx_t *ctx)
+{
+    ctx->decided = 1;
+
+    if (ctx->decision != NGX_AIGOV_DECISION_NONE) {
+        ngx_http_aigov_count(ctx);
+    }
+}
+
+
+/*
+ * Sends the response whose headers are set, with body b (NULL: none); the
+ * caller finalizes with what it returns.
+ */
+
+ngx_int_t
+ngx_http_aigov_send_buf(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
+    ngx_buf_t *b)
+{
+    ngx_int_t    rc;
+    ngx_chain_t  out;
+
+    ctx->responded = 1;
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    if (b == NULL) {
+        r->header_only = 1;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * The request body as one piece of memory: joined when it came in several
+ * buffers, empty when there is none.  NGX_DECLINED when it did not fit in
+ * client_body_buffer_size and went to a temporary file.
+ */
+
+ngx_int_t
+ngx_http_aigov_body_bytes(ngx_http_request_t *r, ngx_str_t *body)
+{
+    u_char       *p;
+    size_t        len;
+    ngx_chain_t  *cl;
+
+    ngx_str_null(body);
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    if (r->request_body->temp_file) {
+        return NGX_DECLINED;
+    }
+
+    cl = r->request_body->bufs;
+
+    if (cl->next == NULL) {
+        body->data = cl->buf->pos;
+        body->len = cl->buf->last - cl->buf->pos;
+        return NGX_OK;
+    }
+
+    /* chunked bodies may arrive in several buffers: join them */
+
+    len = 0;
+    for ( /* void */ ; cl; cl = cl->next) {
+        len += cl->buf->last - cl->buf->pos;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+    body->len = len;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+    }
+
+    return NGX_OK;
 }
 
 
@@ -968,6 +1088,10 @@ ngx_http_aigov_chain_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
         if (p->log) {
             mcf->need_log = 1;
+        }
+
+        if (p->needs_body && p->needs_body(plcf)) {
+            alcf->read_body = 1;
         }
     }
 

@@ -118,6 +118,7 @@ typedef struct {
     ngx_aigov_model_t         *default_model;
     ngx_array_t               *chain;        /* ngx_aigov_plugin_t *, sorted */
     void                      *admin;        /* aigov_admin's conf */
+    ngx_uint_t                 read_body;    /* before the plugin chain */
     u_char                    *file;
     ngx_uint_t                 line;
 } ngx_http_aigov_loc_conf_t;
@@ -136,6 +137,23 @@ ngx_int_t ngx_http_aigov_problem(ngx_http_request_t *r, ngx_uint_t status,
     time_t retry_after);
 ngx_int_t ngx_http_aigov_keep_json(ngx_http_request_t *r,
     ngx_aigov_ctx_t *ctx, json_t *doc);
+ngx_int_t ngx_http_aigov_body_bytes(ngx_http_request_t *r, ngx_str_t *body);
+void ngx_http_aigov_decided(ngx_aigov_ctx_t *ctx);
+ngx_int_t ngx_http_aigov_send_buf(ngx_http_request_t *r,
+    ngx_aigov_ctx_t *ctx, ngx_buf_t *b);
+
+/* ngx_http_aigov_fallback.c */
+char *ngx_http_aigov_fallback_directive(ngx_conf_t *cf,
+    ngx_aigov_model_t *model);
+char *ngx_http_aigov_fallback_rules(ngx_conf_t *cf, ngx_aigov_model_t *model);
+ngx_int_t ngx_http_aigov_fallback_init_model(ngx_conf_t *cf,
+    ngx_aigov_model_t *model);
+ngx_uint_t ngx_http_aigov_rules_use_body(ngx_aigov_model_t *model);
+ngx_int_t ngx_http_aigov_fallback_header(ngx_http_request_t *r,
+    ngx_aigov_ctx_t *ctx);
+ngx_int_t ngx_http_aigov_fallback_body(ngx_http_request_t *r,
+    ngx_aigov_ctx_t *ctx, ngx_chain_t *in,
+    ngx_http_output_body_filter_pt next);
 
 /* ngx_http_aigov_model.c */
 char *ngx_http_aigov_model_block(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -12,6 +12,8 @@
 #define NGX_HTTP_AIGOV_VAR_VERSION     2
 #define NGX_HTTP_AIGOV_VAR_MODEL       3
 #define NGX_HTTP_AIGOV_VAR_DECISION    4
+#define NGX_HTTP_AIGOV_VAR_FALLBACK    5
+#define NGX_HTTP_AIGOV_VAR_RULE        6
 
 
 static ngx_int_t ngx_http_aigov_variable(ngx_http_request_t *r,
@@ -34,6 +36,12 @@ static ngx_http_variable_t  ngx_http_aigov_vars[] = {
 
     { ngx_string("aigov_decision"), NULL, ngx_http_aigov_variable,
       NGX_HTTP_AIGOV_VAR_DECISION, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("aigov_fallback"), NULL, ngx_http_aigov_variable,
+      NGX_HTTP_AIGOV_VAR_FALLBACK, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("aigov_fallback_rule"), NULL, ngx_http_aigov_variable,
+      NGX_HTTP_AIGOV_VAR_RULE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -68,12 +76,21 @@ ngx_http_aigov_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
         }
 
         d = ngx_http_aigov_decision_name(ctx->decision);
-        v->len = ngx_strlen(d);
-        v->data = (u_char *) d;
-        v->valid = 1;
-        v->no_cacheable = 0;
-        v->not_found = 0;
-        return NGX_OK;
+        goto text;
+
+    case NGX_HTTP_AIGOV_VAR_FALLBACK:
+        if (ctx->fallback == NGX_AIGOV_FALLBACK_NONE) {
+            break;
+        }
+
+        d = ngx_aigov_fallback_name(ctx->fallback);
+        goto text;
+
+    case NGX_HTTP_AIGOV_VAR_RULE:
+        if (ctx->fallback_rule.len) {
+            s = &ctx->fallback_rule;
+        }
+        break;
 
     default:
         if (ctx->variant == NULL) {
@@ -98,6 +115,16 @@ ngx_http_aigov_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 
     v->len = s->len;
     v->data = s->data;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+
+text:
+
+    v->len = ngx_strlen(d);
+    v->data = (u_char *) d;
     v->valid = 1;
     v->no_cacheable = 0;
     v->not_found = 0;

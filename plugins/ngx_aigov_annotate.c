@@ -77,7 +77,8 @@ ngx_aigov_plugin_t  ngx_aigov_annotate_plugin = {
     NULL,                                  /* body filter */
     NULL,                                  /* log */
     NULL,                                  /* status */
-    0
+    0,
+    NULL                                   /* needs body */
 };
 
 
@@ -93,11 +94,31 @@ ngx_aigov_annotate_enabled(void *loc_conf)
 static ngx_int_t
 ngx_aigov_annotate_header_filter(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
 {
+    ngx_str_t  reason;
+
     static ngx_str_t  variant = ngx_string("X-Aigov-Variant");
     static ngx_str_t  version = ngx_string("X-Aigov-Model-Version");
+    static ngx_str_t  fallback = ngx_string("X-Aigov-Fallback");
+    static ngx_str_t  rule = ngx_string("X-Aigov-Fallback-Rule");
 
-    if (ctx->variant == NULL) {
-        return NGX_DECLINED;
+    if (ctx->fallback != NGX_AIGOV_FALLBACK_NONE) {
+        reason.data = (u_char *) ngx_aigov_fallback_name(ctx->fallback);
+        reason.len = ngx_strlen(reason.data);
+
+        if (ngx_aigov_add_header(r, &fallback, &reason) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (ctx->fallback_rule.len
+            && ngx_aigov_add_header(r, &rule, &ctx->fallback_rule) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ctx->variant == NULL || ctx->fallback_rule.len) {
+        /* no variant answered */
+        return NGX_OK;
     }
 
     if (ngx_aigov_add_header(r, &variant, &ctx->variant->name) != NGX_OK

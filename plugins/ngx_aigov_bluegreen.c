@@ -72,7 +72,8 @@ ngx_aigov_plugin_t  ngx_aigov_bluegreen_plugin = {
     NULL,                                  /* body filter */
     NULL,                                  /* log */
     ngx_aigov_bluegreen_status,
-    0
+    0,
+    NULL                                   /* needs body */
 };
 
 

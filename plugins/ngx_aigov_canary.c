@@ -120,7 +120,8 @@ ngx_aigov_plugin_t  ngx_aigov_canary_plugin = {
     NULL,                                  /* body filter */
     NULL,                                  /* log */
     ngx_aigov_canary_status,
-    0
+    0,
+    NULL                                   /* needs body */
 };
 
 

@@ -66,7 +66,8 @@ ngx_aigov_plugin_t  ngx_aigov_rollback_plugin = {
     NULL,                                  /* body filter */
     NULL,                                  /* log */
     ngx_aigov_rollback_status,
-    0
+    0,
+    NULL                                   /* needs body */
 };
 
 
@@ -98,9 +99,10 @@ ngx_aigov_rollback_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
 
         retry_after = conf ? conf->retry_after : 30;
 
-        return ngx_aigov_send_problem(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                      "model-disabled", "Model disabled",
-                                      &detail, retry_after);
+        return ngx_aigov_fallback(r, ctx, NGX_AIGOV_FALLBACK_KILL,
+                                  NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "model-disabled", "Model disabled",
+                                  &detail, retry_after);
     }
 
     if ((conf && conf->rollback == 1) || rt->rollback == 1) {
