@@ -286,6 +286,18 @@ ngx_int_t ngx_aigov_fallback(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
 void ngx_aigov_fallback_variant(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
     ngx_aigov_variant_t *v, ngx_aigov_fallback_e reason);
 
+/*
+ * From a header filter: the response going out is replaced.  The caller has
+ * set r->headers_out (status, Content-Type, content_length_n...); the body
+ * nginx or the upstream sends is dropped and body (NULL: none) goes out
+ * instead.  NGX_DECLINED when an earlier plugin or the fallback rules
+ * replaced it already.  A stale cache entry answering for a failed upstream
+ * uses this before the rules get their turn (plugins with a priority of
+ * NGX_AIGOV_PRIO_BREAKER or more run first).
+ */
+ngx_int_t ngx_aigov_replace_response(ngx_http_request_t *r,
+    ngx_aigov_ctx_t *ctx, ngx_buf_t *body);
+
 /* "breaker_open", "kill_switch", "upstream_error", "upstream_timeout" */
 const char *ngx_aigov_fallback_name(ngx_aigov_fallback_e reason);
 

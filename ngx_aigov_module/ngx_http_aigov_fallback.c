@@ -765,6 +765,34 @@ ngx_http_aigov_fallback_header(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
 }
 
 
+ngx_int_t
+ngx_aigov_replace_response(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
+    ngx_buf_t *body)
+{
+    ngx_http_aigov_replace_t  *rp;
+
+    if (ctx->fallback_out) {
+        return NGX_DECLINED;
+    }
+
+    rp = ngx_pcalloc(r->pool, sizeof(ngx_http_aigov_replace_t));
+    if (rp == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (body) {
+        body->last_buf = (r == r->main) ? 1 : 0;
+        body->last_in_chain = 1;
+    }
+
+    rp->body = (r->header_only || r->method == NGX_HTTP_HEAD) ? NULL : body;
+    ctx->fallback_out = rp;
+    ctx->responded = 1;
+
+    return NGX_OK;
+}
+
+
 /*
  * The body filter of a replaced response: nginx's error page is dropped,
  * the rule's body goes out instead, once.

@@ -307,7 +307,7 @@ static ngx_int_t
 ngx_http_aigov_header_filter(ngx_http_request_t *r)
 {
     ngx_int_t            rc;
-    ngx_uint_t           i;
+    ngx_uint_t           i, fallback;
     ngx_aigov_ctx_t     *ctx;
     ngx_aigov_plugin_t **plugin;
 
@@ -318,13 +318,24 @@ ngx_http_aigov_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    if (ngx_http_aigov_fallback_header(r, ctx) == NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
     plugin = ctx->plugins->elts;
+    fallback = 0;
 
     for (i = 0; i < ctx->plugins->nelts; i++) {
+
+        if (!fallback && plugin[i]->priority < NGX_AIGOV_PRIO_BREAKER) {
+            /*
+             * An upstream failure before the header goes to the rules here:
+             * after the plugins that may answer better (a stale cache
+             * entry), before those that describe the answer (annotate).
+             */
+            fallback = 1;
+
+            if (ngx_http_aigov_fallback_header(r, ctx) == NGX_ERROR) {
+                return NGX_ERROR;
+            }
+        }
+
         if (plugin[i]->header_filter == NULL) {
             continue;
         }
@@ -333,6 +344,10 @@ ngx_http_aigov_header_filter(ngx_http_request_t *r)
         if (rc != NGX_OK && rc != NGX_DECLINED) {
             return rc;
         }
+    }
+
+    if (!fallback && ngx_http_aigov_fallback_header(r, ctx) == NGX_ERROR) {
+        return NGX_ERROR;
     }
 
     return ngx_http_next_header_filter(r);
