@@ -19,6 +19,10 @@
  *   back when Redis returns, unless the fleet moved on meanwhile (then the
  *   fleet's newer state wins and a warning says so).
  *
+ * Plugins may publish their own messages on <prefix>control, "WORD ..."
+ * (never a model name: it has a space); worker 0 hands them to the handler
+ * registered for WORD (ngx_http_aigov_control_on_message()).
+ *
  * Nothing here runs on the request path except ngx_aigov_runtime().
  */
 
@@ -675,6 +679,72 @@ ngx_http_aigov_sync_all(void)
 }
 
 
+/*
+ * Other messages on <prefix>control: "WORD REST", dispatched by their
+ * first word to the handler registered for it (the breaker's fleet trips:
+ * "breaker ...").  A model name holds no space, so the two kinds never
+ * meet.  Handlers run in worker 0, which alone subscribes.
+ */
+
+#define NGX_HTTP_AIGOV_MESSAGE_KINDS  4
+
+static struct {
+    const char                 *word;
+    ngx_http_aigov_message_pt   handler;
+} ngx_http_aigov_message_kinds[NGX_HTTP_AIGOV_MESSAGE_KINDS];
+
+
+ngx_int_t
+ngx_http_aigov_control_on_message(const char *word,
+    ngx_http_aigov_message_pt handler)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_AIGOV_MESSAGE_KINDS; i++) {
+        if (ngx_http_aigov_message_kinds[i].word == NULL
+            || ngx_strcmp(ngx_http_aigov_message_kinds[i].word, word) == 0)
+        {
+            ngx_http_aigov_message_kinds[i].word = word;
+            ngx_http_aigov_message_kinds[i].handler = handler;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_ERROR;
+}
+
+
+static ngx_uint_t
+ngx_http_aigov_message_dispatch(u_char *msg, size_t len)
+{
+    u_char      *sp;
+    size_t       n;
+    ngx_uint_t   i;
+
+    sp = ngx_strlchr(msg, msg + len, ' ');
+
+    if (sp == NULL) {
+        return 0;
+    }
+
+    n = sp - msg;
+
+    for (i = 0; i < NGX_HTTP_AIGOV_MESSAGE_KINDS; i++) {
+        if (ngx_http_aigov_message_kinds[i].word
+            && ngx_strlen(ngx_http_aigov_message_kinds[i].word) == n
+            && ngx_strncmp(ngx_http_aigov_message_kinds[i].word, msg, n) == 0)
+        {
+            ngx_http_aigov_message_kinds[i].handler(sp + 1,
+                                                    msg + len - sp - 1);
+            break;
+        }
+    }
+
+    /* unknown kinds (a newer node's) are ignored */
+    return 1;
+}
+
+
 static void
 ngx_http_aigov_message(void *data, redisReply *reply)
 {
@@ -684,6 +754,12 @@ ngx_http_aigov_message(void *data, redisReply *reply)
 
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
         || reply->element[2]->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    if (ngx_http_aigov_message_dispatch((u_char *) reply->element[2]->str,
+                                        reply->element[2]->len))
     {
         return;
     }

@@ -58,8 +58,21 @@ struct ngx_aigov_shm_node_s {
     ngx_atomic_t               requests;     /* variant nodes */
     ngx_atomic_t               decisions[NGX_AIGOV_DECISION_LAST]; /* model */
     ngx_http_aigov_control_t   control;      /* model nodes */
+    size_t                     size;         /* plugin blocks: data bytes */
     u_char                     key[1];
 };
+
+
+/*
+ * A plugin's own block of the zone (ngx_http_aigov_shm_block()): found by
+ * its key when the zone is initialised, so that it is kept across reloads,
+ * or allocated zeroed.  *data points to it from then on.
+ */
+typedef struct {
+    ngx_str_t                  key;
+    size_t                     size;
+    void                     **data;
+} ngx_http_aigov_shm_block_t;
 
 
 typedef struct {
@@ -100,6 +113,7 @@ typedef struct {
     ngx_array_t                models;       /* ngx_aigov_model_t * */
     ngx_hash_t                 model_hash;   /* names and aliases */
     ngx_array_t                routes;       /* ngx_http_aigov_loc_conf_t * */
+    ngx_array_t               *blocks;       /* ngx_http_aigov_shm_block_t */
 
     ngx_uint_t                 generation;
 
@@ -167,6 +181,15 @@ const char *ngx_http_aigov_decision_name(ngx_aigov_decision_e d);
 /* ngx_http_aigov_shm.c */
 char *ngx_http_aigov_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
+/*
+ * Reserves a plugin block of size bytes under key in the zone; *data is
+ * set when the zone is initialised (before the workers start).  Keys must
+ * not collide with the model and variant nodes' "model" and "model/variant":
+ * put a '#' in them, which names cannot hold ("chat/v2#breaker").
+ */
+ngx_int_t ngx_http_aigov_shm_block(ngx_conf_t *cf, ngx_str_t *key,
+    size_t size, void **data);
+
 /* ngx_http_aigov_identity.c */
 ngx_int_t ngx_http_aigov_identify(ngx_http_request_t *r,
     ngx_http_aigov_loc_conf_t *alcf, ngx_aigov_ctx_t *ctx);
@@ -186,6 +209,16 @@ void ngx_http_aigov_control_read(ngx_aigov_model_t *model,
     ngx_http_aigov_control_t *out);
 json_t *ngx_http_aigov_control_json(ngx_aigov_model_t *model);
 json_t *ngx_http_aigov_redis_json(ngx_http_aigov_main_conf_t *mcf);
+
+/*
+ * Messages "WORD REST" on <prefix>control go to the handler registered for
+ * WORD, in worker 0 (the subscriber), with REST.  Register from init_worker
+ * or at configuration time; word must stay valid (a literal).
+ */
+typedef void (*ngx_http_aigov_message_pt)(u_char *msg, size_t len);
+
+ngx_int_t ngx_http_aigov_control_on_message(const char *word,
+    ngx_http_aigov_message_pt handler);
 
 /*
  * A change from the admin API: "apply" edits a copy of the control state;

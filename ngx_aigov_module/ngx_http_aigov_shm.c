@@ -5,6 +5,9 @@
  * the runtime control state, survive them.  Workers keep direct pointers
  * to their nodes, resolved once when the zone is initialised; the request
  * path only does atomic increments on them, never takes the lock.
+ *
+ * Plugins keep their own state in blocks of the same tree
+ * (ngx_http_aigov_shm_block()), found and kept across reloads the same way.
  */
 
 #include "ngx_http_aigov_module.h"
@@ -13,7 +16,12 @@
 static ngx_int_t ngx_http_aigov_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static ngx_aigov_shm_node_t *ngx_http_aigov_shm_attach(
-    ngx_http_aigov_main_conf_t *mcf, ngx_str_t *key);
+    ngx_http_aigov_main_conf_t *mcf, ngx_str_t *key, size_t size);
+
+
+/* where a block's data starts: after the node and its key */
+#define ngx_http_aigov_shm_data_offset(len)                                  \
+    ngx_align(sizeof(ngx_aigov_shm_node_t) + (len), 16)
 
 
 char *
@@ -91,6 +99,8 @@ ngx_http_aigov_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_uint_t                   i, j;
     ngx_aigov_model_t          **m;
     ngx_aigov_variant_t         *v;
+    ngx_aigov_shm_node_t        *node;
+    ngx_http_aigov_shm_block_t  *block;
     ngx_http_aigov_main_conf_t  *mcf;
 
     mcf = shm_zone->data;
@@ -133,7 +143,7 @@ ngx_http_aigov_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     m = mcf->models.elts;
 
     for (i = 0; i < mcf->models.nelts; i++) {
-        m[i]->shm = ngx_http_aigov_shm_attach(mcf, &m[i]->name);
+        m[i]->shm = ngx_http_aigov_shm_attach(mcf, &m[i]->name, 0);
         if (m[i]->shm == NULL) {
             return NGX_ERROR;
         }
@@ -147,13 +157,65 @@ ngx_http_aigov_init_zone(ngx_shm_zone_t *shm_zone, void *data)
                                    &v[j].name)
                       - buf;
 
-            v[j].shm = ngx_http_aigov_shm_attach(mcf, &key);
+            v[j].shm = ngx_http_aigov_shm_attach(mcf, &key, 0);
 
             if (v[j].shm == NULL) {
                 return NGX_ERROR;
             }
         }
     }
+
+    if (mcf->blocks == NULL) {
+        return NGX_OK;
+    }
+
+    block = mcf->blocks->elts;
+
+    for (i = 0; i < mcf->blocks->nelts; i++) {
+        node = ngx_http_aigov_shm_attach(mcf, &block[i].key, block[i].size);
+        if (node == NULL) {
+            return NGX_ERROR;
+        }
+
+        *block[i].data = (u_char *) node
+                         + ngx_http_aigov_shm_data_offset(block[i].key.len);
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_aigov_shm_block(ngx_conf_t *cf, ngx_str_t *key, size_t size,
+    void **data)
+{
+    ngx_http_aigov_shm_block_t  *block;
+    ngx_http_aigov_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_aigov_module);
+
+    if (mcf->blocks == NULL) {
+        mcf->blocks = ngx_array_create(cf->pool, 4,
+                                       sizeof(ngx_http_aigov_shm_block_t));
+        if (mcf->blocks == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    block = ngx_array_push(mcf->blocks);
+    if (block == NULL) {
+        return NGX_ERROR;
+    }
+
+    block->key.data = ngx_pstrdup(cf->pool, key);
+    if (block->key.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    block->key.len = key->len;
+    block->size = size;
+    block->data = data;
+    *data = NULL;
 
     return NGX_OK;
 }
@@ -188,14 +250,21 @@ ngx_http_aigov_shm_evict(ngx_http_aigov_main_conf_t *mcf)
 }
 
 
+/* size: 0 for model and variant nodes, else a plugin block's data */
+
 static ngx_aigov_shm_node_t *
-ngx_http_aigov_shm_attach(ngx_http_aigov_main_conf_t *mcf, ngx_str_t *key)
+ngx_http_aigov_shm_attach(ngx_http_aigov_main_conf_t *mcf, ngx_str_t *key,
+    size_t size)
 {
+    size_t                 len;
     uint32_t               hash;
     ngx_str_node_t        *sn;
     ngx_aigov_shm_node_t  *node;
 
     hash = ngx_crc32_short(key->data, key->len);
+
+    len = size ? ngx_http_aigov_shm_data_offset(key->len) + size
+               : sizeof(ngx_aigov_shm_node_t) + key->len;
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
@@ -203,22 +272,29 @@ ngx_http_aigov_shm_attach(ngx_http_aigov_main_conf_t *mcf, ngx_str_t *key)
 
     if (sn) {
         node = (ngx_aigov_shm_node_t *) sn;
-        node->generation = mcf->generation;
+
+        if (node->size == size) {
+            node->generation = mcf->generation;
+
+            ngx_queue_remove(&node->queue);
+            ngx_queue_insert_head(&mcf->sh->queue, &node->queue);
+
+            ngx_shmtx_unlock(&mcf->shpool->mutex);
+            return node;
+        }
+
+        /* a block laid out by another build of the module: start again */
 
         ngx_queue_remove(&node->queue);
-        ngx_queue_insert_head(&mcf->sh->queue, &node->queue);
-
-        ngx_shmtx_unlock(&mcf->shpool->mutex);
-        return node;
+        ngx_rbtree_delete(&mcf->sh->rbtree, &node->sn.node);
+        ngx_slab_free_locked(mcf->shpool, node);
     }
 
-    node = ngx_slab_calloc_locked(mcf->shpool,
-                                  sizeof(ngx_aigov_shm_node_t) + key->len);
+    node = ngx_slab_calloc_locked(mcf->shpool, len);
 
     if (node == NULL) {
         ngx_http_aigov_shm_evict(mcf);
-        node = ngx_slab_calloc_locked(mcf->shpool,
-                                      sizeof(ngx_aigov_shm_node_t) + key->len);
+        node = ngx_slab_calloc_locked(mcf->shpool, len);
     }
 
     if (node == NULL) {
@@ -235,6 +311,7 @@ ngx_http_aigov_shm_attach(ngx_http_aigov_main_conf_t *mcf, ngx_str_t *key)
     node->sn.str.len = key->len;
     node->sn.node.key = hash;
     node->generation = mcf->generation;
+    node->size = size;
     node->control.kill = -1;
     node->control.rollback = -1;
 
