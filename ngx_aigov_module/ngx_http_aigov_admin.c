@@ -11,6 +11,9 @@
  *   DELETE models/{m}/weights      back to the config's weights
  *   PUT    models/{m}/active       {"active": "green"}
  *   DELETE models/{m}/active       back to the config's colour
+ *   POST   models/{m}/WORD[/ARG]   a plugin's action (registered with
+ *                                  ngx_http_aigov_admin_on_action():
+ *                                  breakers/{variant})
  *   GET    audit[?count=N]         the Redis audit stream, newest first
  *
  * Bearer tokens from a file ("NAME ROLE TOKEN" lines, ROLE read | write),
@@ -49,6 +52,8 @@ typedef struct {
     ngx_http_aigov_token_t    *token;
     ngx_aigov_model_t         *model;
     ngx_str_t                  op;           /* kill, weights, ... */
+    ngx_http_aigov_admin_action_pt  action;  /* a plugin's op */
+    ngx_str_t                  arg;          /* after "WORD/" */
     ngx_http_aigov_change_t    change;
     ngx_aigov_redis_cmd_t     *cmd;          /* audit read */
     ngx_int_t                  rc;           /* of a problem sent */
@@ -57,6 +62,8 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_aigov_admin_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_aigov_admin_plugin(ngx_http_request_t *r,
+    ngx_http_aigov_admin_ctx_t *ctx, json_t *body);
 static void ngx_http_aigov_admin_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_aigov_admin_write(ngx_http_request_t *r,
     ngx_http_aigov_admin_ctx_t *ctx, json_t *body);
@@ -80,6 +87,65 @@ static json_t *ngx_http_aigov_admin_change_json(ngx_http_aigov_change_t *ch);
  */
 static const char  *ngx_http_aigov_admin_allow =
     "GET, HEAD, POST, PUT, DELETE";
+
+
+/* Plugins' actions: models/{m}/WORD[/ARG], POST only. */
+
+#define NGX_HTTP_AIGOV_ADMIN_ACTIONS  4
+
+static struct {
+    const char                      *word;
+    ngx_http_aigov_admin_action_pt   handler;
+} ngx_http_aigov_admin_actions[NGX_HTTP_AIGOV_ADMIN_ACTIONS];
+
+
+ngx_int_t
+ngx_http_aigov_admin_on_action(const char *word,
+    ngx_http_aigov_admin_action_pt handler)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_AIGOV_ADMIN_ACTIONS; i++) {
+        if (ngx_http_aigov_admin_actions[i].word == NULL
+            || ngx_strcmp(ngx_http_aigov_admin_actions[i].word, word) == 0)
+        {
+            ngx_http_aigov_admin_actions[i].word = word;
+            ngx_http_aigov_admin_actions[i].handler = handler;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_ERROR;
+}
+
+
+static ngx_http_aigov_admin_action_pt
+ngx_http_aigov_admin_find_action(ngx_str_t *op, ngx_str_t *arg)
+{
+    u_char      *slash;
+    size_t       n;
+    ngx_uint_t   i;
+
+    slash = ngx_strlchr(op->data, op->data + op->len, '/');
+    n = slash ? (size_t) (slash - op->data) : op->len;
+
+    for (i = 0; i < NGX_HTTP_AIGOV_ADMIN_ACTIONS; i++) {
+        if (ngx_http_aigov_admin_actions[i].word
+            && ngx_strlen(ngx_http_aigov_admin_actions[i].word) == n
+            && ngx_strncmp(ngx_http_aigov_admin_actions[i].word, op->data, n)
+               == 0)
+        {
+            if (slash) {
+                arg->data = slash + 1;
+                arg->len = op->data + op->len - arg->data;
+            }
+
+            return ngx_http_aigov_admin_actions[i].handler;
+        }
+    }
+
+    return NULL;
+}
 
 
 static ngx_http_aigov_admin_conf_t *
@@ -292,6 +358,16 @@ ngx_http_aigov_admin_handler(ngx_http_request_t *r)
             return ngx_http_aigov_admin_problem(r, NGX_HTTP_NOT_ALLOWED,
                        "method-not-allowed", "Method not allowed",
                        "use PUT to set or DELETE to clear \"%V\"", &op);
+        }
+
+    } else if ((ctx->action = ngx_http_aigov_admin_find_action(&op,
+                                                              &ctx->arg)))
+    {
+        if (r->method != NGX_HTTP_POST) {
+            ngx_http_aigov_admin_allow = "POST";
+            return ngx_http_aigov_admin_problem(r, NGX_HTTP_NOT_ALLOWED,
+                       "method-not-allowed", "Method not allowed",
+                       "use POST for \"%V\"", &op);
         }
 
     } else {
@@ -579,6 +655,10 @@ ngx_http_aigov_admin_write(ngx_http_request_t *r,
         ngx_memcpy(ch->reason.data, json_string_value(j), ch->reason.len);
     }
 
+    if (ctx->action) {
+        return ngx_http_aigov_admin_plugin(r, ctx, body);
+    }
+
     ngx_http_aigov_control_read(ctx->model, &ch->old);
     ch->new = ch->old;
 
@@ -680,6 +760,60 @@ ngx_http_aigov_admin_write(ngx_http_request_t *r,
 
     return ngx_http_aigov_send_json(r, NGX_HTTP_OK,
                ngx_http_aigov_admin_change_json(ch));
+}
+
+
+/*
+ * A plugin's action, on this node: the handler changes what it owns and
+ * says what it did; the audit record is a log line (the Redis audit
+ * stream records control changes only).
+ */
+
+static ngx_int_t
+ngx_http_aigov_admin_plugin(ngx_http_request_t *r,
+    ngx_http_aigov_admin_ctx_t *ctx, json_t *body)
+{
+    json_t                         *doc;
+    ngx_http_aigov_admin_action_t   a;
+
+    ngx_memzero(&a, sizeof(ngx_http_aigov_admin_action_t));
+
+    a.model = ctx->model;
+    a.arg = ctx->arg;
+    a.body = body;
+    a.log = r->connection->log;
+    a.pool = r->pool;
+
+    doc = ctx->action(&a);
+
+    if (doc == NULL) {
+        if (a.status == 0) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_aigov_admin_problem(r, a.status, a.type, a.title,
+                                            "%*s", a.detail_len, a.detail);
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                  "aigov audit: model \"%V\" action \"%V\" by \"%V\": "
+                  "%V%s%V%s, this node only",
+                  &ctx->model->name, &a.action, &ctx->token->name,
+                  &a.result, ctx->change.reason.len ? " (reason \"" : "",
+                  &ctx->change.reason,
+                  ctx->change.reason.len ? "\")" : "");
+
+    return ngx_http_aigov_send_json(r, NGX_HTTP_OK,
+               json_pack("{s:s%, s:s%, s:s%, s:b, s:o, s:o}",
+                         "model", (char *) ctx->model->name.data,
+                         ctx->model->name.len,
+                         "action", (char *) a.action.data, a.action.len,
+                         "node", (char *) ngx_cycle->hostname.data,
+                         ngx_cycle->hostname.len,
+                         "propagated", (int) a.propagated,
+                         "result", doc,
+                         "state",
+                         ngx_http_aigov_admin_model_json(ctx->model)));
 }
 
 

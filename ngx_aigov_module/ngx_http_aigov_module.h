@@ -257,6 +257,37 @@ ngx_int_t ngx_http_aigov_parse_weights(ngx_aigov_model_t *model, u_char *s,
 /* ngx_http_aigov_admin.c */
 char *ngx_http_aigov_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
+/*
+ * A plugin's write action in the admin API: POST models/{m}/WORD[/ARG]
+ * with an optional JSON body, write tokens only.  The handler returns the
+ * JSON result (and sets action and result for the audit log line), or NULL
+ * with status, type, title and detail set for a problem response (status
+ * 0: 500).  Strings it sets must outlive the call (pool, literals).
+ */
+typedef struct {
+    ngx_aigov_model_t         *model;
+    ngx_str_t                  arg;          /* after "WORD/" */
+    json_t                    *body;         /* NULL: none */
+    ngx_pool_t                *pool;         /* the request's */
+    ngx_log_t                 *log;
+
+    ngx_str_t                  action;       /* "breaker-open v2" */
+    ngx_str_t                  result;       /* for the audit line */
+    ngx_uint_t                 propagated;   /* sent to the fleet */
+
+    ngx_uint_t                 status;       /* error */
+    const char                *type;
+    const char                *title;
+    u_char                     detail[256];
+    size_t                     detail_len;
+} ngx_http_aigov_admin_action_t;
+
+typedef json_t *(*ngx_http_aigov_admin_action_pt)(
+    ngx_http_aigov_admin_action_t *a);
+
+ngx_int_t ngx_http_aigov_admin_on_action(const char *word,
+    ngx_http_aigov_admin_action_pt handler);
+
 /* ngx_http_aigov_status.c */
 char *ngx_http_aigov_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_aigov_send_json(ngx_http_request_t *r, ngx_uint_t status,

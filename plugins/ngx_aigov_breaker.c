@@ -131,13 +131,15 @@ static void ngx_aigov_breaker_event(ngx_aigov_breaker_ctx_t *bctx,
     ngx_aigov_breaker_variant_t *vb, int event, aigov_breaker_stats_t *pre,
     aigov_breaker_stats_t *st, ngx_uint_t fail, ngx_uint_t slow,
     ngx_log_t *log);
-static void ngx_aigov_breaker_publish(ngx_aigov_model_t *model,
-    ngx_aigov_variant_t *v, int event, uint64_t open_ms, ngx_log_t *log);
+static ngx_int_t ngx_aigov_breaker_publish(ngx_aigov_model_t *model,
+    ngx_aigov_variant_t *v, const char *event, uint64_t open_ms,
+    ngx_log_t *log);
 static void ngx_aigov_breaker_publish_reply(void *data, redisReply *reply);
 static void ngx_aigov_breaker_message(u_char *msg, size_t len);
 static ngx_int_t ngx_aigov_breaker_status(ngx_aigov_model_t *model,
     void *conf, json_t *out);
 static ngx_int_t ngx_aigov_breaker_init_worker(ngx_cycle_t *cycle);
+static ngx_int_t ngx_aigov_breaker_ms(ngx_str_t *s, ngx_msec_t min);
 
 static void *ngx_aigov_breaker_create_model_conf(ngx_conf_t *cf,
     ngx_aigov_model_t *model);
@@ -660,16 +662,18 @@ ngx_aigov_breaker_event(ngx_aigov_breaker_ctx_t *bctx,
     }
 
     if (vb->fleet && !vb->dry_run) {
-        ngx_aigov_breaker_publish(model, v, event, st->open_ms, log);
+        (void) ngx_aigov_breaker_publish(model, v,
+                                         aigov_breaker_event_name(event),
+                                         st->open_ms, log);
     }
 }
 
 
 /* Fleet. */
 
-static void
+static ngx_int_t
 ngx_aigov_breaker_publish(ngx_aigov_model_t *model, ngx_aigov_variant_t *v,
-    int event, uint64_t open_ms, ngx_log_t *log)
+    const char *event, uint64_t open_ms, ngx_log_t *log)
 {
     u_char                 msg[sizeof("breaker  reopened ") + 2 * 128
                                + NGX_AIGOV_BREAKER_NODE_LEN + NGX_INT64_LEN
@@ -685,13 +689,13 @@ ngx_aigov_breaker_publish(ngx_aigov_model_t *model, ngx_aigov_variant_t *v,
     if (rds == NULL || ngx_aigov_breaker_node == NULL
         || ngx_aigov_breaker_channel.len == 0)
     {
-        return;
+        return NGX_DECLINED;
     }
 
     p = ngx_snprintf(msg, sizeof(msg), "breaker %*s %V %V %s %uL",
                      (size_t) NGX_AIGOV_BREAKER_NODE_LEN,
                      ngx_aigov_breaker_node, &model->name, &v->name,
-                     aigov_breaker_event_name(event), open_ms);
+                     event, open_ms);
 
     argv[0] = "PUBLISH";
     argvlen[0] = sizeof("PUBLISH") - 1;
@@ -710,7 +714,10 @@ ngx_aigov_breaker_publish(ngx_aigov_model_t *model, ngx_aigov_variant_t *v,
                       "aigov: model \"%V\" variant \"%V\": circuit breaker "
                       "trip not published to the fleet: redis is not "
                       "connected", &model->name, &v->name);
+        return NGX_DECLINED;
     }
+
+    return NGX_OK;
 }
 
 
@@ -878,16 +885,75 @@ ngx_aigov_breaker_conf_json(aigov_breaker_conf_t *c)
 }
 
 
+/* One variant's breaker as the status shows it. */
+
+static json_t *
+ngx_aigov_breaker_json(ngx_aigov_breaker_conf_t *bcf,
+    ngx_aigov_breaker_variant_t *vb)
+{
+    uint64_t               now;
+    aigov_breaker_t        copy;
+    ngx_slab_pool_t       *shpool;
+    aigov_breaker_stats_t  st;
+
+    /* a consistent copy: other workers change it under the lock */
+
+    shpool = bcf->mcf->shpool;
+
+    ngx_shmtx_lock(&shpool->mutex);
+    ngx_memcpy(&copy, vb->b, sizeof(aigov_breaker_t));
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    now = ngx_current_msec;
+    aigov_breaker_stats(&copy, &vb->conf, now, &st);
+
+    return json_pack("{s:s, s:s, s:b, s:b, s:I, s:I, s:o, "
+                     "s:{s:i, s:i, s:i, s:o, s:o}, s:i, "
+                     "s:{s:i, s:i, s:i, s:i}, "
+                     "s:{s:I, s:I, s:I, s:I, s:i, s:i, s:i}, s:o}",
+                     "state", aigov_breaker_state_name(st.state),
+                     "reason", aigov_breaker_reason_name(st.reason),
+                     "dry_run", (int) vb->dry_run,
+                     "fleet", (int) vb->fleet,
+                     "retry_after_ms", (json_int_t) st.retry_after_ms,
+                     "open_ms", (json_int_t) st.open_ms,
+                     "changed_ago_ms",
+                     st.generation == 0 ? json_null()
+                     : json_integer(now > st.changed_ms
+                                    ? (json_int_t) (now - st.changed_ms)
+                                    : 0),
+                     "window",
+                         "calls", (int) st.calls,
+                         "failures", (int) st.failures,
+                         "slow", (int) st.slow,
+                         "failure_rate",
+                             ngx_aigov_breaker_rate(st.failure_rate),
+                         "slow_call_rate",
+                             ngx_aigov_breaker_rate(st.slow_rate),
+                     "consecutive_failures", (int) st.consecutive,
+                     "probes",
+                         "in_flight", (int) st.probes_in_flight,
+                         "done", (int) st.probes_done,
+                         "failures", (int) st.probe_failures,
+                         "slow", (int) st.probe_slow,
+                     "counters",
+                         "allowed", (json_int_t) st.allowed,
+                         "rejected", (json_int_t) st.rejected,
+                         "stale", (json_int_t) st.stale,
+                         "probes_lost", (json_int_t) st.probes_lost,
+                         "trips", (int) st.trips,
+                         "forced", (int) st.forced,
+                         "clock_jumps", (int) st.clock_jumps,
+                     "config", ngx_aigov_breaker_conf_json(&vb->conf));
+}
+
+
 static ngx_int_t
 ngx_aigov_breaker_status(ngx_aigov_model_t *model, void *conf, json_t *out)
 {
-    uint64_t                      now;
     json_t                       *all, *j;
     ngx_uint_t                    i;
-    aigov_breaker_t               copy;
-    ngx_slab_pool_t              *shpool;
     ngx_aigov_variant_t          *v;
-    aigov_breaker_stats_t         st;
     ngx_aigov_breaker_conf_t     *bcf = conf;
     ngx_aigov_breaker_variant_t  *vb;
 
@@ -902,7 +968,6 @@ ngx_aigov_breaker_status(ngx_aigov_model_t *model, void *conf, json_t *out)
 
     json_object_set_new(out, "breakers", all);
 
-    shpool = bcf->mcf->shpool;
     v = model->variants.elts;
 
     for (i = 0; i < model->variants.nelts; i++) {
@@ -912,54 +977,7 @@ ngx_aigov_breaker_status(ngx_aigov_model_t *model, void *conf, json_t *out)
             continue;
         }
 
-        /* a consistent copy: other workers change it under the lock */
-
-        ngx_shmtx_lock(&shpool->mutex);
-        ngx_memcpy(&copy, vb->b, sizeof(aigov_breaker_t));
-        ngx_shmtx_unlock(&shpool->mutex);
-
-        now = ngx_current_msec;
-        aigov_breaker_stats(&copy, &vb->conf, now, &st);
-
-        j = json_pack("{s:s, s:s, s:b, s:b, s:I, s:I, s:o, "
-                      "s:{s:i, s:i, s:i, s:o, s:o}, s:i, "
-                      "s:{s:i, s:i, s:i, s:i}, "
-                      "s:{s:I, s:I, s:I, s:I, s:i, s:i, s:i}, s:o}",
-                      "state", aigov_breaker_state_name(st.state),
-                      "reason", aigov_breaker_reason_name(st.reason),
-                      "dry_run", (int) vb->dry_run,
-                      "fleet", (int) vb->fleet,
-                      "retry_after_ms", (json_int_t) st.retry_after_ms,
-                      "open_ms", (json_int_t) st.open_ms,
-                      "changed_ago_ms",
-                      st.generation == 0 ? json_null()
-                      : json_integer(now > st.changed_ms
-                                     ? (json_int_t) (now - st.changed_ms)
-                                     : 0),
-                      "window",
-                          "calls", (int) st.calls,
-                          "failures", (int) st.failures,
-                          "slow", (int) st.slow,
-                          "failure_rate",
-                              ngx_aigov_breaker_rate(st.failure_rate),
-                          "slow_call_rate",
-                              ngx_aigov_breaker_rate(st.slow_rate),
-                      "consecutive_failures", (int) st.consecutive,
-                      "probes",
-                          "in_flight", (int) st.probes_in_flight,
-                          "done", (int) st.probes_done,
-                          "failures", (int) st.probe_failures,
-                          "slow", (int) st.probe_slow,
-                      "counters",
-                          "allowed", (json_int_t) st.allowed,
-                          "rejected", (json_int_t) st.rejected,
-                          "stale", (json_int_t) st.stale,
-                          "probes_lost", (json_int_t) st.probes_lost,
-                          "trips", (int) st.trips,
-                          "forced", (int) st.forced,
-                          "clock_jumps", (int) st.clock_jumps,
-                      "config", ngx_aigov_breaker_conf_json(&vb->conf));
-
+        j = ngx_aigov_breaker_json(bcf, vb);
         if (j == NULL) {
             return NGX_ERROR;
         }
@@ -968,6 +986,158 @@ ngx_aigov_breaker_status(ngx_aigov_model_t *model, void *conf, json_t *out)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The admin API: POST models/{m}/breakers/{variant}
+ * {"state": "open" | "closed" | "half_open", "open": "30s"}, on this node;
+ * with fleet=on, "open" is published to the fleet as a trip.
+ */
+
+#define ngx_aigov_breaker_admin_error(a, st, ty, ti, ...)                    \
+    do {                                                                     \
+        (a)->status = st;                                                    \
+        (a)->type = ty;                                                      \
+        (a)->title = ti;                                                     \
+        (a)->detail_len = ngx_snprintf((a)->detail, sizeof((a)->detail),    \
+                                       __VA_ARGS__) - (a)->detail;           \
+        return NULL;                                                         \
+    } while (0)
+
+
+static json_t *
+ngx_aigov_breaker_admin(ngx_http_aigov_admin_action_t *a)
+{
+    int                           state;
+    json_t                       *j;
+    u_char                       *p;
+    ngx_str_t                     s;
+    ngx_int_t                     ms;
+    ngx_msec_t                    open_ms;
+    ngx_slab_pool_t              *shpool;
+    ngx_aigov_variant_t          *v;
+    aigov_breaker_stats_t         st;
+    ngx_aigov_breaker_conf_t     *bcf;
+    ngx_aigov_breaker_variant_t  *vb;
+
+    bcf = ngx_aigov_model_conf(a->model, ngx_aigov_breaker_plugin);
+    v = ngx_aigov_find_variant(a->model, &a->arg);
+
+    if (v == NULL) {
+        ngx_aigov_breaker_admin_error(a, NGX_HTTP_NOT_FOUND,
+            "unknown-variant", "Unknown variant",
+            "model \"%V\" has no variant \"%*s\": use "
+            "breakers/VARIANT", &a->model->name,
+            ngx_min(a->arg.len, 128), a->arg.data);
+    }
+
+    vb = bcf ? &bcf->variants[v->index] : NULL;
+
+    if (vb == NULL || !vb->enabled || vb->b == NULL) {
+        ngx_aigov_breaker_admin_error(a, NGX_HTTP_CONFLICT,
+            "no-breaker", "No circuit breaker",
+            "variant \"%V\" of model \"%V\" has no circuit breaker",
+            &v->name, &a->model->name);
+    }
+
+    j = a->body ? json_object_get(a->body, "state") : NULL;
+
+    if (j == NULL || !json_is_string(j)) {
+        goto invalid;
+    }
+
+    s.data = (u_char *) json_string_value(j);
+    s.len = json_string_length(j);
+
+    if (s.len == 4 && ngx_strncmp(s.data, "open", 4) == 0) {
+        state = AIGOV_BREAKER_OPEN;
+
+    } else if (s.len == 6 && ngx_strncmp(s.data, "closed", 6) == 0) {
+        state = AIGOV_BREAKER_CLOSED;
+
+    } else if (s.len == 9 && ngx_strncmp(s.data, "half_open", 9) == 0) {
+        state = AIGOV_BREAKER_HALF_OPEN;
+
+    } else {
+        goto invalid;
+    }
+
+    open_ms = 0;
+    j = json_object_get(a->body, "open");
+
+    if (j) {
+        if (state != AIGOV_BREAKER_OPEN || !json_is_string(j)) {
+            goto invalid;
+        }
+
+        s.data = (u_char *) json_string_value(j);
+        s.len = json_string_length(j);
+
+        ms = ngx_aigov_breaker_ms(&s, 1);
+
+        if (ms == NGX_ERROR) {
+            ngx_aigov_breaker_admin_error(a, NGX_HTTP_BAD_REQUEST,
+                "invalid-json", "Invalid JSON",
+                "\"open\" must be a time from 1ms to 24h, e.g. \"30s\"");
+        }
+
+        if ((uint32_t) ms > aigov_breaker_open_max(&vb->conf)) {
+            ngx_aigov_breaker_admin_error(a, NGX_HTTP_BAD_REQUEST,
+                "invalid-json", "Invalid JSON",
+                "\"open\" %ims is longer than the breaker's maximum open "
+                "time, %uDms (open_max)", ms,
+                aigov_breaker_open_max(&vb->conf));
+        }
+
+        open_ms = (ngx_msec_t) ms;
+    }
+
+    shpool = bcf->mcf->shpool;
+
+    ngx_shmtx_lock(&shpool->mutex);
+    aigov_breaker_force(vb->b, &vb->conf, state, ngx_current_msec, open_ms);
+    aigov_breaker_stats(vb->b, &vb->conf, ngx_current_msec, &st);
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    p = ngx_pnalloc(a->pool, sizeof("breaker-half_open ") - 1 + v->name.len);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    a->action.data = p;
+    a->action.len = ngx_sprintf(p, "breaker-%s %V",
+                                aigov_breaker_state_name(state), &v->name)
+                    - p;
+
+    p = ngx_pnalloc(a->pool, sizeof("state=half_open open_ms=") - 1
+                             + NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    a->result.data = p;
+    a->result.len = ngx_sprintf(p, "state=%s open_ms=%uD",
+                                aigov_breaker_state_name(st.state),
+                                st.open_ms)
+                    - p;
+
+    if (state == AIGOV_BREAKER_OPEN && vb->fleet && !vb->dry_run
+        && ngx_aigov_breaker_publish(a->model, v, "forced", st.open_ms,
+                                     a->log)
+           == NGX_OK)
+    {
+        a->propagated = 1;
+    }
+
+    return ngx_aigov_breaker_json(bcf, vb);
+
+invalid:
+
+    ngx_aigov_breaker_admin_error(a, NGX_HTTP_BAD_REQUEST,
+        "invalid-json", "Invalid JSON",
+        "expected {\"state\": \"open\" | \"closed\" | \"half_open\"} "
+        "and, with \"open\", an optional \"open\": \"TIME\"");
 }
 
 
@@ -1097,6 +1267,12 @@ ngx_aigov_breaker_postconfiguration(ngx_conf_t *cf)
 
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_aigov_module);
     bmcf = ngx_http_conf_get_module_main_conf(cf, ngx_aigov_breaker_module);
+
+    if (ngx_http_aigov_admin_on_action("breakers", ngx_aigov_breaker_admin)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     m = mcf->models.elts;
 

@@ -37,7 +37,7 @@ EOF
 close $fh;
 
 open($fh, '>', "$TMP/tokens") or die;
-print {$fh} "viewer read r-0123456789abcdef\n";
+print {$fh} "viewer read r-0123456789abcdef\nops write w-0123456789abcdef\n";
 close $fh;
 chmod 0600, "$TMP/tokens";
 
@@ -137,6 +137,12 @@ sub http_conf {
     aigov_model abort {
         variant v1 u_stable version=1.4.2;
         breaker consecutive_failures=1 open=300ms probes=1 probe_timeout=1m;
+    }
+
+    # forced through the admin API
+    aigov_model forceme {
+        variant v1 u_stable version=1.4.2;
+        breaker open=10s open_max=1m probes=2;
     }
 
     # no breaker at all
@@ -260,6 +266,68 @@ is_deeply s5(req('rate', @V2)), [ 200, 'v2', undef, 'allowed', 'candidate' ], 'r
     is_deeply [ $b->{state}, $b->{reason}, $b->{window}{calls} ], [ 'closed', 'probes_passed', 1 ],
         'rate: closed (probes_passed), the window starts empty';
 }
+
+# --- the admin API forces a breaker open, closed, half-open ----------------------
+
+my @READ  = (Authorization => 'Bearer r-0123456789abcdef');
+my @WRITE = (Authorization => 'Bearer w-0123456789abcdef');
+
+sub admin {
+    my ($path, $body, @auth) = @_;
+    return http_req(method => 'POST', path => "/aigov/models/$path", headers => [ @auth ? @auth : @WRITE ],
+                    defined $body ? (body => $body) : (), timeout => 5);
+}
+
+sub problem { my ($r) = @_; [ $r->{status}, $r->{json}{type} ] }
+
+is_deeply problem(admin('plain/breakers/v1', { state => 'open' })), [ 409, 'urn:aigov:problem:no-breaker' ],
+    'admin: a model without breaker: 409 no-breaker';
+is_deeply problem(admin('rate/breakers/v1', { state => 'open' })), [ 409, 'urn:aigov:problem:no-breaker' ],
+    'admin: a variant without breaker: 409';
+{
+    my $r = admin('rate/breakers/v9', { state => 'open' });
+    is_deeply problem($r), [ 404, 'urn:aigov:problem:unknown-variant' ], 'admin: unknown variant: 404';
+    is $r->{json}{detail}, 'model "rate" has no variant "v9": use breakers/VARIANT', 'admin: unknown variant: detail';
+}
+is_deeply problem(admin('forceme/breakers/v1', { state => 'open' }, @READ)), [ 403, 'urn:aigov:problem:forbidden' ],
+    'admin: a read token may not force a breaker';
+{
+    my $r = http_req(path => '/aigov/models/forceme/breakers/v1', headers => [ @WRITE ]);
+    is_deeply [ $r->{status}, $r->{headers}{allow} ], [ 405, 'POST' ], 'admin: GET breakers/v1: 405, Allow: POST';
+}
+for my $bad ({ state => 'sideways' }, { state => 'closed', open => '5s' }, {}, undef, { state => 1 }) {
+    is_deeply problem(admin('forceme/breakers/v1', $bad)), [ 400, 'urn:aigov:problem:invalid-json' ],
+        'admin: bad body ' . (defined $bad ? JSON::PP->new->canonical->encode($bad) : 'none') . ': 400';
+}
+is admin('forceme/breakers/v1', { state => 'open', open => 'forever' })->{json}{detail},
+    '"open" must be a time from 1ms to 24h, e.g. "30s"', 'admin: bad open time: detail';
+is admin('forceme/breakers/v1', { state => 'open', open => '2m' })->{json}{detail},
+    '"open" 120000ms is longer than the breaker\'s maximum open time, 60000ms (open_max)',
+    'admin: an open time above open_max: 400';
+is breaker('forceme')->{state}, 'closed', 'admin: bad requests changed nothing';
+$ng->mark;
+{
+    my $r = admin('forceme/breakers/v1', { state => 'open', open => '30s', reason => 'INC-7 bad answers' });
+    is $r->{status}, 200, 'admin: force open: 200';
+    is_deeply [ @{ $r->{json} }{qw(model action propagated)}, @{ $r->{json}{result} }{qw(state reason open_ms)} ],
+        [ 'forceme', 'breaker-open v1', JSON::PP::false, 'open', 'forced', 30000 ],
+        'admin: force open: the result (open for 30s, reason forced, not propagated: no fleet)';
+    is $r->{json}{state}{breakers}{v1}{state}, 'open', 'admin: the model\'s state in the answer';
+}
+like $ng->wait_for_log(qr/aigov audit: .*breaker-open/) // '',
+    qr/\[notice\] .*aigov audit: model "forceme" action "breaker-open v1" by "ops": state=open open_ms=30000 \(reason "INC-7 bad answers"\), this node only/,
+    'admin: the audit log line';
+{
+    my $r = req('forceme');
+    my $ra = $r->{headers}{'retry-after'} // 0;
+    ok $r->{status} == 503 && $ra >= 29 && $ra <= 30, "admin: forced open: 503, Retry-After $ra";
+}
+is admin('forceme/breakers/v1', { state => 'closed' })->{json}{result}{state}, 'closed', 'admin: force closed';
+is_deeply s5(req('forceme')), [ 200, 'v1', undef, 'allowed', 'stable' ], 'admin: forced closed: answers';
+is admin('forceme/breakers/v1', { state => 'half_open' })->{json}{result}{state}, 'half_open', 'admin: force half_open';
+is_deeply [ map { s5(req('forceme'))->[3] } 1 .. 2 ], [ 'probe', 'probe' ], 'admin: half-open: probes';
+is breaker('forceme')->{state}, 'closed', 'admin: the probes closed it';
+is breaker('forceme')->{counters}{forced}, 3, 'admin: 3 forced transitions counted';
 
 # --- consecutive failures, no rules: 503 problem + Retry-After ----------------
 
@@ -593,11 +661,16 @@ for my $case (@bad) {
         variant v1 u_stable version=1.4.2;
         breaker consecutive_failures=2 open=20s;
     }
+    aigov_model forced {
+        variant v1 u_stable version=1.4.2;
+        breaker open=20s open_max=1m fleet=on;
+    }
     server {
         listen 127.0.0.1:%%PORT%%;
         add_header X-Breaker \$aigov_breaker always;
         location / { aigov_route model=\$arg_m; proxy_pass http://\$aigov_upstream; }
         location = /status { aigov_status; }
+        location /aigov/ { aigov_admin tokens=$TMP/tokens; }
     }
 EOF
     };
@@ -629,6 +702,18 @@ EOF
     is $A->get('/?m=local')->{status}, 503, 'fleet: local open on A';
     sleep 0.5;
     is $B->get('/?m=local')->{status}, 200, 'fleet: local still closed on B (fleet off)';
+
+    # forced open through the admin API of B reaches A
+    {
+        my $r = $B->req(method => 'POST', path => '/aigov/models/forced/breakers/v1',
+                        headers => [ @WRITE ], body => { state => 'open', open => '45s' });
+        is_deeply [ $r->{status}, $r->{json}{propagated} ], [ 200, JSON::PP::true ],
+            'fleet: forced open on B through the admin API, propagated';
+        ok wait_for(sub { $A->get('/?m=forced')->{status} == 503 }, timeout => 5, interval => 0.05),
+            'fleet: A opens too';
+        like $A->wait_for_log(qr/model "forced".*opened by the fleet/) // '',
+            qr/opened by the fleet \(forced on node [0-9a-f]{16}\), open for 45000ms/, 'fleet: A logs it';
+    }
 
     $A->error_log_clean_ok('fleet: A error log clean');
     $B->error_log_clean_ok('fleet: B error log clean');
