@@ -163,6 +163,11 @@ typedef struct {
 
 
 /*
+ * The header and body hooks run in the core's filters, which sit above
+ * (run before) the nginx filters a plugin module registers itself: the
+ * hooks see a response as the upstream sent it; a plugin that rewrites
+ * bodies (skew) does it in its own filters, after them.
+ *
  * Return values of decide():
  *   NGX_DECLINED   no opinion, go on with the next plugin;
  *   NGX_OK         acted (e.g. chose a variant), go on;

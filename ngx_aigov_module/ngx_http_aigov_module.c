@@ -28,6 +28,7 @@ static char *ngx_http_aigov_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_http_aigov_chain_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static ngx_int_t ngx_http_aigov_chain_postconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_aigov_init_process(ngx_cycle_t *cycle);
 static void ngx_http_aigov_exit_process(ngx_cycle_t *cycle);
 
@@ -123,9 +124,13 @@ ngx_module_t  ngx_http_aigov_module = {
  * plugin module: nginx merges location confs module by module, so when
  * its merge runs, the core's and every plugin's conf of that location are
  * final, and the location's plugin chain can be built once, at load time.
+ * Its postconfiguration, the last of the addon's, registers the core's
+ * filters.
  */
 static ngx_http_module_t  ngx_http_aigov_chain_module_ctx = {
-    NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL,                                  /* preconfiguration */
+    ngx_http_aigov_chain_postconfiguration, /* postconfiguration */
+    NULL, NULL, NULL, NULL, NULL,
     ngx_http_aigov_chain_merge_loc_conf
 };
 
@@ -943,6 +948,29 @@ ngx_http_aigov_postconfiguration(ngx_conf_t *cf)
         }
 
         *h = ngx_http_aigov_log_handler;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The core's filters are registered by the chain module, the last module
+ * of the addon, so that they run before the nginx filters of plugin
+ * modules: the plugins' header and body hooks see a response as the
+ * upstream sent it, and a plugin's own filter (skew's adaptation of JSON
+ * bodies for old clients) changes it after them, on its way to the client.
+ */
+
+static ngx_int_t
+ngx_http_aigov_chain_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_aigov_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_aigov_module);
+
+    if (!mcf->need_handler) {
+        return NGX_OK;
     }
 
     if (mcf->need_header_filter) {
