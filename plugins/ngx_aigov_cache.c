@@ -1453,6 +1453,9 @@ ngx_aigov_cache_stale(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
                          : NGX_AIGOV_FALLBACK_UPSTREAM_ERROR;
     }
 
+    /* a rule's answer, replaced: no rule answered after all */
+    ngx_str_null(&actx->fallback_rule);
+
     ctx->status = NGX_AIGOV_CACHE_STALE;
     ctx->store = 0;
     (void) ngx_atomic_fetch_add(&ctx->stats->c.stale, 1);
@@ -2227,8 +2230,21 @@ ngx_aigov_cache_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_aigov_cache_loc_conf_t *ccf = conf;
 
+    size_t       n;
     ngx_str_t   *value, s, *t;
-    ngx_uint_t   i;
+    ngx_uint_t   i, k;
+
+    static struct {
+        const char  *name;
+        size_t       offset;
+        ngx_uint_t   zero;         /* 0 allowed */
+    } times[] = {
+        { "ttl=", offsetof(ngx_aigov_cache_loc_conf_t, ttl), 0 },
+        { "stale_if_error=", offsetof(ngx_aigov_cache_loc_conf_t, stale), 1 },
+        { "redis_timeout=",
+          offsetof(ngx_aigov_cache_loc_conf_t, redis_timeout), 0 },
+        { NULL, 0, 0 }
+    };
 
     if (ccf->zone != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
@@ -2271,29 +2287,18 @@ ngx_aigov_cache_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_strncmp(value[i].data, "ttl=", 4) == 0) {
-            if (ngx_aigov_cache_time(cf, &value[i], 4, 0, &ccf->ttl)
-                != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
+        for (k = 0; times[k].name; k++) {
+            n = ngx_strlen(times[k].name);
 
-            continue;
+            if (ngx_strncmp(value[i].data, times[k].name, n) == 0) {
+                break;
+            }
         }
 
-        if (ngx_strncmp(value[i].data, "stale_if_error=", 15) == 0) {
-            if (ngx_aigov_cache_time(cf, &value[i], 15, 1, &ccf->stale)
-                != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "redis_timeout=", 14) == 0) {
-            if (ngx_aigov_cache_time(cf, &value[i], 14, 0,
-                                     &ccf->redis_timeout)
+        if (times[k].name) {
+            if (ngx_aigov_cache_time(cf, &value[i], n, times[k].zero,
+                                     (ngx_msec_t *) ((u_char *) ccf
+                                                     + times[k].offset))
                 != NGX_OK)
             {
                 return NGX_CONF_ERROR;
