@@ -1633,6 +1633,13 @@ ngx_aigov_cache_cacheable(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
     ctx->len = 0;
     ctx->capturing = 1;
 
+    /*
+     * An answer nginx spooled to a proxy temporary file reaches the body
+     * filters as file buffers when sendfile is on: have the copy filter
+     * (which runs before this one) read them into memory, as SSI does.
+     */
+    r->filter_need_in_memory = 1;
+
     return NGX_OK;
 
 not_cacheable:
@@ -1663,7 +1670,7 @@ ngx_aigov_cache_body_filter(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
     for (cl = in; cl; cl = cl->next) {
 
         if (!ngx_buf_special(cl->buf) && !ngx_buf_in_memory(cl->buf)) {
-            /* spooled to a temporary file: never read back here */
+            /* not expected (filter_need_in_memory): given up */
             ctx->capturing = 0;
             (void) ngx_atomic_fetch_add(&ctx->stats->c.too_large, 1);
             return NGX_OK;

@@ -123,6 +123,20 @@ $chat
 $chat
         }
 
+        location /big/ {
+            aigov_cache zone=llm;
+            proxy_max_temp_file_size 0;
+$chat
+        }
+
+        location /big-spooled/ {
+            aigov_cache zone=llm;
+            proxy_buffers 4 4k;
+            limit_rate 2m;              # the answer outruns the client
+            sendfile on;
+$chat
+        }
+
         location /stale/ {
             aigov_route model=flaky;
             aigov_cache zone=llm ttl=1s stale_if_error=1m;
@@ -356,6 +370,46 @@ subtest 'LRU eviction in a small zone' => sub {
         post('/tiny/x', chat_body("lru-more-$i-" . uniq()));
         is cache(post('/tiny/x', $keep)), 'HIT', 'kept by use' if $i % 10 == 0;
     }
+};
+
+subtest 'large answers: stored up to max_entry, also when spooled to a file' => sub {
+    my $tl = counters('chat')->{too_large};
+
+    my $body = chat_body(uniq());
+    my $m = post('/big/x', $body, 'X-Fixture-Pad' => 300_000);
+    is $m->{status}, 200, '300k answer: 200';
+    is cache($m), 'MISS', 'miss';
+    cmp_ok length($m->{body}), '>', 300_000, 'all of it';
+    my $h = post('/big/x', $body, 'X-Fixture-Pad' => 300_000);
+    is cache($h), 'HIT', 'stored in pieces, answered whole';
+    is $h->{body}, $m->{body}, 'byte for byte';
+
+    # over max_entry=4k of the tiny zone
+    my $tb = chat_body(uniq());
+    is cache(post('/tiny/x', $tb, 'X-Fixture-Pad' => 10_000)), 'MISS', 'tiny: 10k answer: miss';
+    is cache(post('/tiny/x', $tb, 'X-Fixture-Pad' => 10_000)), 'MISS', 'over max_entry: not stored';
+
+    # nginx spools a large answer to a temporary file, sendfile on
+    $ng->mark;
+    my $sb = chat_body(uniq());
+    my $s1 = post('/big-spooled/x', $sb, 'X-Fixture-Pad' => 500_000);
+    is $s1->{status}, 200, 'spooled: 200';
+    cmp_ok length($s1->{body}), '>', 500_000, 'spooled: all of it';
+    ok $ng->wait_for_log(qr/an upstream response is buffered to a temporary file/, timeout => 1),
+        'it went through a temporary file';
+    my $s2 = post('/big-spooled/x', $sb, 'X-Fixture-Pad' => 500_000);
+    is cache($s2), 'HIT', 'spooled: stored';
+    is $s2->{body}, $s1->{body}, 'spooled: byte for byte';
+
+    # over max_entry (1m) of the llm zone
+    my $hb = chat_body(uniq());
+    is cache(post('/big/x', $hb, 'X-Fixture-Pad' => 1_100_000)), 'MISS', '1.1m answer: miss';
+    my $h2 = post('/big/x', $hb, 'X-Fixture-Pad' => 1_100_000);
+    is cache($h2), 'MISS', 'over max_entry: not stored';
+    cmp_ok length($h2->{body}), '>', 1_100_000, 'but passed on whole';
+
+    is counters('chat')->{too_large}, $tl + 2, 'too_large counted';
+    is counters('chat', 'tiny')->{too_large}, 2, 'tiny: too_large counted';
 };
 
 subtest 'stale-if-error: a stopped model, a 5xx' => sub {
