@@ -5,6 +5,10 @@
 # the entry on every request (aigov_cache_bypass): the cost of the miss
 # path (canonical key, capture, store) on top of proxying.
 #
+# With perf(1) available it also prints the user-space instructions the
+# proxy's nginx worker spends per request on each contestant (the backend's
+# are not counted): a figure that does not swing with the machine's load.
+#
 #   bench/cache.sh             (DURATION=10 ROUNDS=5 CONNS=32 by default)
 set -e
 . "$(dirname "$0")/lib.sh"
@@ -77,3 +81,22 @@ bench_compare "proxy_pass" http://127.0.0.1:18280/v1/chat/completions \
               "aigov_cache HIT" http://127.0.0.1:18281/v1/chat/completions \
               "aigov_cache refresh (miss path)" http://127.0.0.1:18282/v1/chat/completions \
               -- -s "$BENCH_TMP/chat.lua"
+
+# instructions per request, if perf can count them here (not in most VMs)
+worker=$(pgrep -P "$(cat "$BENCH_TMP/proxy.pid")" | head -1)
+if command -v perf > /dev/null 2>&1 && [ -n "$worker" ]; then
+    for c in "proxy_pass 18280" "aigov_cache_HIT 18281" "aigov_cache_refresh 18282"; do
+        set -- $c
+        perf stat -x, -e instructions:u -p "$worker" -o "$BENCH_TMP/perf.$2" -- \
+            wrk -t1 -c8 -d3s -s "$BENCH_TMP/chat.lua" \
+            "http://127.0.0.1:$2/v1/chat/completions" > "$BENCH_TMP/wrk.$2" 2>&1 \
+            || true
+        n=$(awk '/requests in/ { print $1 }' "$BENCH_TMP/wrk.$2")
+        i=$(awk -F, '/instructions/ { print $1 }' "$BENCH_TMP/perf.$2" 2> /dev/null)
+        case "$n$i" in
+            ''|*[!0-9]*) echo "INSTRUCTIONS: perf cannot count instructions here"
+                         break ;;
+        esac
+        echo "INSTRUCTIONS $1: $((i / n)) per request in the proxy's worker ($n requests)"
+    done
+fi

@@ -899,10 +899,17 @@ aigov_canon_flush(aigov_canon_out_t *out)
 }
 
 
-static void
+static inline void
 aigov_canon_put(aigov_canon_out_t *out, const char *p, size_t len)
 {
     size_t  n;
+
+    if (len <= AIGOV_CANON_OUT - out->len) {
+        /* the usual case: no flush; inlined for the 1-byte tokens */
+        memcpy(out->buf + out->len, p, len);
+        out->len += len;
+        return;
+    }
 
     while (len) {
         if (out->len == AIGOV_CANON_OUT) {
