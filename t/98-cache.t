@@ -264,6 +264,13 @@ subtest 'miss then hit: same body, model not called, Age' => sub {
     cmp_ok $h->{headers}{age}, '>=', 1, 'Age grows';
 };
 
+subtest 'a location without aigov_cache: no header, empty variable' => sub {
+    my $r = post('/nocache/x', chat_body(uniq()));
+    is $r->{status}, 200, '200';
+    ok !defined $r->{headers}{'x-aigov-cache'}, 'no X-Aigov-Cache';
+    ok !defined $r->{headers}{'x-cache-var'}, '$aigov_cache empty';
+};
+
 subtest 'canonical JSON: key order, whitespace, numbers agree' => sub {
     my $c = uniq();
     my $m = post('/v1/chat/completions',
