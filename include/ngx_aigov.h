@@ -35,9 +35,16 @@
 #define NGX_AIGOV_PRIO_ROLLBACK        1000   /* kill switch, rollback */
 #define NGX_AIGOV_PRIO_SKEW            900    /* version policy */
 #define NGX_AIGOV_PRIO_LIMIT           800    /* rate limits */
-#define NGX_AIGOV_PRIO_CACHE           700
 #define NGX_AIGOV_PRIO_BLUEGREEN       600
 #define NGX_AIGOV_PRIO_CANARY          500
+/*
+ * The cache key holds the served version, so the lookup runs once the
+ * routing plugins have chosen the variant; before the breaker, so that a
+ * fresh entry answers even while the breaker is open, and (in the header
+ * filter) at NGX_AIGOV_PRIO_BREAKER or more, so that a stale entry gets its
+ * turn before the fallback rules.
+ */
+#define NGX_AIGOV_PRIO_CACHE           450
 #define NGX_AIGOV_PRIO_BREAKER         400
 #define NGX_AIGOV_PRIO_SHADOW          300
 #define NGX_AIGOV_PRIO_ANNOTATE        100
