@@ -39,10 +39,14 @@ typedef struct {
 
     /* results */
     int           status;        /* 100..999 once the status line is read */
+    int           version;       /* 10 or 11: HTTP/1.0, HTTP/1.1 */
     int64_t       content_length;    /* -1: none */
     unsigned      chunked:1;
     unsigned      encoded:1;     /* Content-Encoding other than identity */
     unsigned      truncated:1;   /* the body was longer than max_body */
+    unsigned      conn_close:1;  /* "Connection: close" */
+    unsigned      conn_keepalive:1;  /* "Connection: keep-alive" */
+    unsigned      extra:1;       /* bytes came after the response */
     char         *body;          /* malloc()ed, body_len bytes kept */
     size_t        body_len;
     uint64_t      body_total;    /* body bytes seen */
@@ -71,6 +75,13 @@ void aigov_http_resp_init(aigov_http_resp_t *r, size_t max_body, int head);
  * responses are skipped.  Once DONE or ERROR, further feeds return the same.
  */
 int aigov_http_resp_feed(aigov_http_resp_t *r, const char *data, size_t len);
+
+/*
+ * After DONE: may the connection carry another request?  HTTP/1.1 without
+ * "Connection: close" (HTTP/1.0 with "keep-alive"), a body framed by its
+ * length or chunks, and nothing received after the response.
+ */
+int aigov_http_resp_keepalive(aigov_http_resp_t *r);
 
 /* The peer closed the connection: DONE for a close-delimited body. */
 int aigov_http_resp_eof(aigov_http_resp_t *r);

@@ -145,6 +145,7 @@ aigov_http_status_line(aigov_http_resp_t *r, const char *s, size_t len)
     }
 
     r->status = (s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0');
+    r->version = (s[7] == '1') ? 11 : 10;
 
     return AIGOV_OK;
 }
@@ -153,7 +154,7 @@ aigov_http_status_line(aigov_http_resp_t *r, const char *s, size_t len)
 static int
 aigov_http_header_line(aigov_http_resp_t *r, const char *s, size_t len)
 {
-    size_t    i, nlen, vlen, k;
+    size_t    i, nlen, vlen, k, start;
     int64_t   cl;
     const char  *name, *value, *last;
 
@@ -239,6 +240,39 @@ aigov_http_header_line(aigov_http_resp_t *r, const char *s, size_t len)
         return AIGOV_HTTP_AGAIN;
     }
 
+    if (aigov_ieq(name, nlen, "connection")) {
+        /* a list of tokens: "close", "keep-alive", others */
+        start = 0;
+
+        for (k = 0; k <= vlen; k++) {
+            if (k < vlen && value[k] != ',') {
+                continue;
+            }
+
+            last = value + start;
+            i = k - start;
+            start = k + 1;
+
+            while (i && (*last == ' ' || *last == '\t')) {
+                last++;
+                i--;
+            }
+
+            while (i && (last[i - 1] == ' ' || last[i - 1] == '\t')) {
+                i--;
+            }
+
+            if (aigov_ieq(last, i, "close")) {
+                r->conn_close = 1;
+
+            } else if (aigov_ieq(last, i, "keep-alive")) {
+                r->conn_keepalive = 1;
+            }
+        }
+
+        return AIGOV_HTTP_AGAIN;
+    }
+
     if (aigov_ieq(name, nlen, "content-encoding")) {
         if (vlen && !aigov_ieq(value, vlen, "identity")) {
             r->encoded = 1;
@@ -264,6 +298,8 @@ aigov_http_headers_done(aigov_http_resp_t *r)
         r->seen_te = 0;
         r->chunked = 0;
         r->encoded = 0;
+        r->conn_close = 0;
+        r->conn_keepalive = 0;
         r->state = AIGOV_HTTP_S_STATUS;
 
         return AIGOV_HTTP_AGAIN;
@@ -409,8 +445,9 @@ aigov_http_resp_init(aigov_http_resp_t *r, size_t max_body, int head)
 }
 
 
-int
-aigov_http_resp_feed(aigov_http_resp_t *r, const char *data, size_t len)
+static int
+aigov_http_feed(aigov_http_resp_t *r, const char *data, size_t len,
+    size_t *used)
 {
     int          rc;
     size_t       n, llen;
@@ -426,6 +463,7 @@ aigov_http_resp_feed(aigov_http_resp_t *r, const char *data, size_t len)
 
     p = data;
     end = data + len;
+    *used = len;
 
     while (p < end) {
 
@@ -449,6 +487,7 @@ aigov_http_resp_feed(aigov_http_resp_t *r, const char *data, size_t len)
             if (r->left == 0) {
                 if (r->state == AIGOV_HTTP_S_LENGTH) {
                     r->state = AIGOV_HTTP_S_DONE;
+                    *used = (size_t) (p - data);
                     return AIGOV_HTTP_DONE;
                 }
 
@@ -519,11 +558,47 @@ aigov_http_resp_feed(aigov_http_resp_t *r, const char *data, size_t len)
         rc = aigov_http_line(r, r->line, llen);
 
         if (rc != AIGOV_HTTP_AGAIN) {
+            *used = (size_t) (p - data);
             return rc;
         }
     }
 
     return AIGOV_HTTP_AGAIN;
+}
+
+
+int
+aigov_http_resp_feed(aigov_http_resp_t *r, const char *data, size_t len)
+{
+    int     rc;
+    size_t  used;
+
+    if (r->state == AIGOV_HTTP_S_DONE || r->state == AIGOV_HTTP_S_ERROR) {
+        /* bytes after the response */
+        if (len) {
+            r->extra = 1;
+        }
+
+        return (r->state == AIGOV_HTTP_S_DONE) ? AIGOV_HTTP_DONE
+                                               : AIGOV_HTTP_ERROR;
+    }
+
+    rc = aigov_http_feed(r, data, len, &used);
+
+    if (rc == AIGOV_HTTP_DONE && used < len) {
+        r->extra = 1;
+    }
+
+    return rc;
+}
+
+
+int
+aigov_http_resp_keepalive(aigov_http_resp_t *r)
+{
+    return r->state == AIGOV_HTTP_S_DONE && !r->close_delimited && !r->extra
+           && ((r->version == 11 && !r->conn_close)
+               || (r->version == 10 && r->conn_keepalive && !r->conn_close));
 }
 
 

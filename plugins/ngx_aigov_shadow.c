@@ -7,7 +7,7 @@
  *       variant v1 chat_v1 stable;
  *       variant v2 chat_v2;
  *       shadow  v2 5% [max_body=8m] [max_response=1m] [max_concurrent=64]
- *                     [timeout=5s] [compare=$.usage.total_tokens,...]
+ *                     [keepalive=16] [timeout=5s] [compare=$.usage.total_tokens,...]
  *                     [tolerance=0.01] [diff_sample=1%] [diff_stream=on];
  *   }
  *
@@ -35,6 +35,7 @@
 #define NGX_AIGOV_SHADOW_MAX_PATHS    8
 #define NGX_AIGOV_SHADOW_DIFF_VALUE   256     /* bytes of a value in a diff */
 #define NGX_AIGOV_SHADOW_READ         16384
+#define NGX_AIGOV_SHADOW_IDLE_TIMEOUT 60000   /* an idle connection, ms */
 
 /* link states */
 #define NGX_AIGOV_SHADOW_SAMPLED      1       /* to launch once access passed */
@@ -113,10 +114,22 @@ typedef struct {
     ngx_addr_t                *addrs;        /* the variant's servers */
     ngx_uint_t                 naddrs;
     ngx_uint_t                 next;         /* round robin, per worker */
+    ngx_uint_t                 keepalive;    /* idle connections kept */
+    ngx_queue_t                idle;         /* per worker: cached ... */
+    ngx_queue_t                free;         /* ... and unused items */
     ngx_aigov_shadow_counters_t *c;          /* in the zone */
     u_char                    *file;
     ngx_uint_t                 line;
 } ngx_aigov_shadow_conf_t;
+
+
+/* An idle keepalive connection to one of the variant's servers. */
+typedef struct {
+    ngx_queue_t                queue;
+    ngx_connection_t          *connection;
+    ngx_str_t                 *name;
+    ngx_aigov_shadow_conf_t   *conf;
+} ngx_aigov_shadow_idle_t;
 
 
 typedef struct ngx_aigov_shadow_s  ngx_aigov_shadow_t;
@@ -139,6 +152,7 @@ struct ngx_aigov_shadow_s {
 
     ngx_peer_connection_t      pc;
     ngx_event_t                timer;
+    u_char                    *out_start;
     u_char                    *out_pos;
     u_char                    *out_last;
     aigov_http_resp_t         *resp;
@@ -158,6 +172,8 @@ struct ngx_aigov_shadow_s {
     size_t                     pcap;
 
     unsigned                   connected:1;
+    unsigned                   reused:1;     /* a cached connection */
+    unsigned                   head:1;
     unsigned                   shadow_done:1;
     unsigned                   primary_aborted:1;
     unsigned                   capture:1;     /* capturing the body */
@@ -179,6 +195,12 @@ static ngx_int_t ngx_aigov_shadow_reserve(ngx_aigov_shadow_conf_t *conf);
 static ngx_int_t ngx_aigov_shadow_build(ngx_http_request_t *r,
     ngx_aigov_ctx_t *ctx, ngx_aigov_shadow_t *s, ngx_str_t *body);
 static void ngx_aigov_shadow_connect(ngx_aigov_shadow_t *s);
+static void ngx_aigov_shadow_attach(ngx_aigov_shadow_t *s,
+    ngx_connection_t *c);
+static ngx_int_t ngx_aigov_shadow_keep(ngx_aigov_shadow_t *s);
+static void ngx_aigov_shadow_idle_handler(ngx_event_t *ev);
+static void ngx_aigov_shadow_idle_close(ngx_aigov_shadow_idle_t *item);
+static void ngx_aigov_shadow_close_idle(ngx_cycle_t *cycle);
 static void ngx_aigov_shadow_write_handler(ngx_event_t *wev);
 static void ngx_aigov_shadow_read_handler(ngx_event_t *rev);
 static void ngx_aigov_shadow_dummy_handler(ngx_event_t *ev);
@@ -663,12 +685,18 @@ ngx_aigov_shadow_build(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
     s->uri.len = r->unparsed_uri.len;
     p = ngx_cpymem(p, r->unparsed_uri.data, r->unparsed_uri.len);
 
+    s->out_start = p;
     s->out_pos = p;
 
     p = ngx_sprintf(p, "%V %V HTTP/1.1" CRLF "Host: %V" CRLF
-                    "X-Aigov-Shadow: %V" CRLF "Connection: close" CRLF,
+                    "X-Aigov-Shadow: %V" CRLF,
                     &r->method_name, &r->unparsed_uri, host,
                     &ctx->model->name);
+
+    if (s->conf->keepalive == 0) {
+        p = ngx_cpymem(p, "Connection: close" CRLF,
+                       sizeof("Connection: close" CRLF) - 1);
+    }
 
     if (body->len || (r->method & (NGX_HTTP_POST|NGX_HTTP_PUT|NGX_HTTP_PATCH)))
     {
@@ -721,8 +749,9 @@ ngx_aigov_shadow_build(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    aigov_http_resp_init(s->resp, s->conf->max_response,
-                         r->method == NGX_HTTP_HEAD);
+    s->head = (r->method == NGX_HTTP_HEAD);
+
+    aigov_http_resp_init(s->resp, s->conf->max_response, s->head);
 
     return NGX_OK;
 }
@@ -733,10 +762,38 @@ ngx_aigov_shadow_connect(ngx_aigov_shadow_t *s)
 {
     ngx_int_t                 rc;
     ngx_addr_t               *addr;
+    ngx_queue_t              *q;
     ngx_connection_t         *c;
     ngx_aigov_shadow_conf_t  *conf;
+    ngx_aigov_shadow_idle_t  *item;
 
     conf = s->conf;
+
+    if (conf->keepalive && !ngx_queue_empty(&conf->idle)) {
+        /* the most recently used idle connection */
+        q = ngx_queue_head(&conf->idle);
+        ngx_queue_remove(q);
+        ngx_queue_insert_head(&conf->free, q);
+
+        item = ngx_queue_data(q, ngx_aigov_shadow_idle_t, queue);
+        c = item->connection;
+        item->connection = NULL;
+
+        if (c->read->timer_set) {
+            ngx_del_timer(c->read);
+        }
+
+        c->idle = 0;
+
+        s->pc.connection = c;
+        s->pc.name = item->name;
+        s->connected = 1;
+        s->reused = 1;
+
+        ngx_aigov_shadow_attach(s, c);
+        ngx_aigov_shadow_write_handler(c->write);
+        return;
+    }
 
     addr = &conf->addrs[conf->next++ % conf->naddrs];
 
@@ -758,6 +815,18 @@ ngx_aigov_shadow_connect(ngx_aigov_shadow_t *s)
 
     c = s->pc.connection;
 
+    ngx_aigov_shadow_attach(s, c);
+
+    if (rc == NGX_OK) {
+        /* connected at once (a unix socket) */
+        ngx_aigov_shadow_write_handler(c->write);
+    }
+}
+
+
+static void
+ngx_aigov_shadow_attach(ngx_aigov_shadow_t *s, ngx_connection_t *c)
+{
     c->data = s;
     c->pool = s->pool;
     c->log = &s->log;
@@ -766,11 +835,6 @@ ngx_aigov_shadow_connect(ngx_aigov_shadow_t *s)
     c->read->handler = ngx_aigov_shadow_read_handler;
     c->write->handler = ngx_aigov_shadow_write_handler;
     c->sendfile = 0;
-
-    if (rc == NGX_OK) {
-        /* connected at once (a unix socket) */
-        ngx_aigov_shadow_write_handler(c->write);
-    }
 }
 
 
@@ -935,6 +999,30 @@ ngx_aigov_shadow_finish(ngx_aigov_shadow_t *s, ngx_uint_t outcome)
 
     conf = s->conf;
 
+    if (outcome == NGX_AIGOV_SHADOW_ERROR && s->reused
+        && s->resp->status == 0 && s->resp->body_total == 0)
+    {
+        /*
+         * A cached connection the server had closed meanwhile: once more
+         * on a new one, as nginx's upstream keepalive does.
+         */
+        ngx_close_connection(s->pc.connection);
+        s->pc.connection = NULL;
+        s->reused = 0;
+        s->connected = 0;
+        s->out_pos = s->out_start;
+
+        aigov_http_resp_free(s->resp);
+        aigov_http_resp_init(s->resp, conf->max_response, s->head);
+
+        ngx_aigov_shadow_connect(s);
+        return;
+    }
+
+    if (outcome == NGX_AIGOV_SHADOW_OK && ngx_aigov_shadow_keep(s) == NGX_OK) {
+        s->pc.connection = NULL;
+    }
+
     s->outcome = outcome;
     s->shadow_done = 1;
     s->shadow_ms = ngx_current_msec - s->start;
@@ -975,6 +1063,153 @@ ngx_aigov_shadow_finish(ngx_aigov_shadow_t *s, ngx_uint_t outcome)
 
     ngx_aigov_shadow_compare(s);
     ngx_aigov_shadow_free(s);
+}
+
+
+/* Parks the connection of a complete exchange for the next shadow. */
+
+static ngx_int_t
+ngx_aigov_shadow_keep(ngx_aigov_shadow_t *s)
+{
+    ngx_queue_t              *q;
+    ngx_connection_t         *c;
+    ngx_aigov_shadow_conf_t  *conf;
+    ngx_aigov_shadow_idle_t  *item;
+
+    conf = s->conf;
+    c = s->pc.connection;
+
+    if (conf->keepalive == 0 || c == NULL || ngx_terminate || ngx_exiting
+        || s->out_pos != s->out_last || c->read->eof || c->read->error
+        || c->write->error || !aigov_http_resp_keepalive(s->resp))
+    {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_queue_empty(&conf->free)) {
+        /* full: the least recently used one goes */
+        q = ngx_queue_last(&conf->idle);
+        item = ngx_queue_data(q, ngx_aigov_shadow_idle_t, queue);
+        ngx_aigov_shadow_idle_close(item);
+    }
+
+    q = ngx_queue_head(&conf->free);
+    ngx_queue_remove(q);
+    ngx_queue_insert_head(&conf->idle, q);
+
+    item = ngx_queue_data(q, ngx_aigov_shadow_idle_t, queue);
+    item->connection = c;
+    item->name = s->pc.name;
+
+    if (s->timer.timer_set) {
+        ngx_del_timer(&s->timer);
+    }
+
+    c->data = item;
+    c->pool = NULL;
+    c->log = ngx_cycle->log;
+    c->read->log = ngx_cycle->log;
+    c->write->log = ngx_cycle->log;
+    c->read->handler = ngx_aigov_shadow_idle_handler;
+    c->write->handler = ngx_aigov_shadow_idle_handler;
+
+    /* closed by ngx_close_idle_connections() when the worker shuts down */
+    c->idle = 1;
+    c->read->cancelable = 1;
+
+    ngx_add_timer(c->read, NGX_AIGOV_SHADOW_IDLE_TIMEOUT);
+
+    if (c->read->ready) {
+        ngx_aigov_shadow_idle_handler(c->read);
+        return NGX_OK;
+    }
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_aigov_shadow_idle_close(item);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_aigov_shadow_idle_handler(ngx_event_t *ev)
+{
+    char                      buf[1];
+    ssize_t                   n;
+    ngx_connection_t         *c;
+    ngx_aigov_shadow_idle_t  *item;
+
+    c = ev->data;
+    item = c->data;
+
+    if (ev->write) {
+        return;
+    }
+
+    if (c->close || ev->timedout) {
+        ngx_aigov_shadow_idle_close(item);
+        return;
+    }
+
+    /* anything readable on an idle connection is its end (or junk) */
+
+    n = recv(c->fd, buf, 1, MSG_PEEK);
+
+    if (n == -1 && ngx_socket_errno == NGX_EAGAIN) {
+        ev->ready = 0;
+
+        if (ngx_handle_read_event(ev, 0) == NGX_OK) {
+            return;
+        }
+    }
+
+    ngx_aigov_shadow_idle_close(item);
+}
+
+
+static void
+ngx_aigov_shadow_idle_close(ngx_aigov_shadow_idle_t *item)
+{
+    ngx_queue_remove(&item->queue);
+    ngx_queue_insert_head(&item->conf->free, &item->queue);
+
+    ngx_close_connection(item->connection);
+    item->connection = NULL;
+}
+
+
+/* The worker exits: its cached connections are closed. */
+
+static void
+ngx_aigov_shadow_close_idle(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                   i;
+    ngx_queue_t                 *q;
+    ngx_aigov_model_t          **m;
+    ngx_aigov_shadow_conf_t     *scf;
+    ngx_http_aigov_main_conf_t  *mcf;
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_aigov_module);
+    if (mcf == NULL) {
+        return;
+    }
+
+    m = mcf->models.elts;
+
+    for (i = 0; i < mcf->models.nelts; i++) {
+        scf = ngx_aigov_model_conf(m[i], ngx_aigov_shadow_plugin);
+
+        if (scf == NULL || scf->keepalive == 0 || scf->idle.next == NULL) {
+            continue;
+        }
+
+        while (!ngx_queue_empty(&scf->idle)) {
+            q = ngx_queue_head(&scf->idle);
+            ngx_aigov_shadow_idle_close(
+                ngx_queue_data(q, ngx_aigov_shadow_idle_t, queue));
+        }
+    }
 }
 
 
@@ -1582,12 +1817,13 @@ ngx_aigov_shadow_status(ngx_aigov_model_t *model, void *conf, json_t *out)
                       "disagreed", (json_int_t) c->path[i].disagreed));
     }
 
-    js = json_pack("{s:s%, s:s+, s:I, s:I, s:I, s:I, s:f, s:s+, s:b}",
+    js = json_pack("{s:s%, s:s+, s:I, s:I, s:I, s:I, s:I, s:f, s:s+, s:b}",
                    "variant", scf->variant->name.data, scf->variant->name.len,
                    "percent", pct, "%",
                    "max_body", (json_int_t) scf->max_body,
                    "max_response", (json_int_t) scf->max_response,
                    "max_concurrent", (json_int_t) scf->max_concurrent,
+                   "keepalive", (json_int_t) scf->keepalive,
                    "timeout_ms", (json_int_t) scf->timeout,
                    "tolerance", scf->tolerance,
                    "diff_sample", dpct, "%",
@@ -1641,7 +1877,42 @@ ngx_aigov_shadow_status(ngx_aigov_model_t *model, void *conf, json_t *out)
 static ngx_int_t
 ngx_aigov_shadow_init_worker(ngx_cycle_t *cycle)
 {
+    ngx_uint_t                   i, j;
+    ngx_aigov_model_t          **m;
+    ngx_aigov_shadow_conf_t     *scf;
+    ngx_aigov_shadow_idle_t     *items;
+    ngx_http_aigov_main_conf_t  *mcf;
+
     ngx_queue_init(&ngx_aigov_shadow_all);
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_aigov_module);
+    if (mcf == NULL) {
+        return NGX_OK;
+    }
+
+    m = mcf->models.elts;
+
+    for (i = 0; i < mcf->models.nelts; i++) {
+        scf = ngx_aigov_model_conf(m[i], ngx_aigov_shadow_plugin);
+
+        if (scf == NULL || scf->variant == NULL || scf->keepalive == 0) {
+            continue;
+        }
+
+        ngx_queue_init(&scf->idle);
+        ngx_queue_init(&scf->free);
+
+        items = ngx_pcalloc(cycle->pool,
+                            scf->keepalive * sizeof(ngx_aigov_shadow_idle_t));
+        if (items == NULL) {
+            return NGX_ERROR;
+        }
+
+        for (j = 0; j < scf->keepalive; j++) {
+            items[j].conf = scf;
+            ngx_queue_insert_tail(&scf->free, &items[j].queue);
+        }
+    }
 
     return NGX_OK;
 }
@@ -1683,6 +1954,8 @@ ngx_aigov_shadow_exit_process(ngx_cycle_t *cycle)
                       "aigov shadow: %ui shadows in flight cancelled as the "
                       "worker exits", n);
     }
+
+    ngx_aigov_shadow_close_idle(cycle);
 }
 
 
@@ -1711,6 +1984,7 @@ ngx_aigov_shadow_create_model_conf(ngx_conf_t *cf, ngx_aigov_model_t *model)
     conf->max_body = 8 * 1024 * 1024;
     conf->max_response = 1024 * 1024;
     conf->max_concurrent = 64;
+    conf->keepalive = 16;
     conf->timeout = 5000;
     conf->tolerance = 0;
     conf->diff_sample = 100;       /* 1 % */
@@ -1722,7 +1996,7 @@ ngx_aigov_shadow_create_model_conf(ngx_conf_t *cf, ngx_aigov_model_t *model)
 
 /*
  * shadow VARIANT PERCENT [max_body=SIZE] [max_response=SIZE]
- *     [max_concurrent=N] [timeout=TIME] [compare=PATH,...] [tolerance=X]
+ *     [max_concurrent=N] [keepalive=N] [timeout=TIME] [compare=PATH,...] [tolerance=X]
  *     [diff_sample=PERCENT] [diff_stream=on|off];
  */
 
@@ -1810,6 +2084,20 @@ ngx_aigov_shadow_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             }
 
             scf->max_concurrent = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "keepalive=", 10) == 0) {
+            n = ngx_atoi(value[i].data + 10, value[i].len - 10);
+
+            if (n == NGX_ERROR || n > 1024) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\" in \"shadow\": use a "
+                                   "number from 0 to 1024", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            scf->keepalive = n;
             continue;
         }
 

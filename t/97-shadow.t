@@ -111,6 +111,12 @@ my $MODELS = <<'EOF';
         shadow  v2 100%;
     }
 
+    aigov_model noka {
+        variant v1 u_stable version=1.4.2 stable;
+        variant v2 u_shadow version=2.0.0;
+        shadow  v2 100% keepalive=0;
+    }
+
     aigov_model plain {
         variant v1 u_stable version=1.4.2 stable;
         variant v2 u_shadow version=2.0.0;
@@ -262,7 +268,7 @@ sub get {
     is $s->{headers}{'x-custom'}, 'kept', 'shadow: end-to-end headers are copied';
     is $s->{headers}{'x-aigov-shadow'}, 'all', 'shadow: X-Aigov-Shadow names the model';
     is $s->{headers}{'host'}, 'u_shadow', 'shadow: Host is the upstream name';
-    is $s->{headers}{'connection'}, 'close', 'shadow: its own connection, closed after';
+    ok !exists $s->{headers}{'connection'}, 'shadow: HTTP/1.1 keepalive to the shadow (keepalive=16)';
     ok !exists $s->{headers}{'accept-encoding'}, 'shadow: no Accept-Encoding (comparable answers)';
 
     is wait_counter('all', 'compared', 1), 1, 'shadowed chat: compared once';
@@ -317,6 +323,30 @@ sub get {
     ok shadow_logged($r2->{id}), 'access denied: (the next request is shadowed)';
     ok !shadow_logged($id, timeout => 0.2), 'access denied: not shadowed';
     is counter('all', 'sent'), $sent + 1, 'access denied: not sent';
+}
+
+# --- connections to the shadow: kept alive, or not -----------------------------
+
+{
+    my @p = map { shadow_logged(post('all', "ka$_")->{id}) } 1 .. 3;
+    is scalar(grep { $_ } @p), 3, 'keepalive: three shadows';
+    is_deeply [ map { $_->{client_port} } @p ], [ ($p[0]{client_port}) x 3 ],
+        'keepalive: one connection to the shadow carried them all';
+
+    @p = map { shadow_logged(post('noka', "nk$_")->{id}) } 1 .. 3;
+    is_deeply [ map { $_->{headers}{connection} } @p ], [ ('close') x 3 ],
+        'keepalive=0: Connection: close';
+    my %ports = map { $_->{client_port} => 1 } @p;
+    is scalar(keys %ports), 3, 'keepalive=0: a connection each';
+
+    # the shadow closes each connection after answering, without saying so:
+    # a cached connection found closed is replaced, never an error
+    my %b = map { $_ => counter('all', $_) } qw(errors completed);
+    my @ids = map { post('all', "stale$_", 'X-Shadow-Fixture-Close' => 1)->{id} } 1 .. 20;
+    is scalar(grep { shadow_logged($_) } @ids), 20, 'closed by the shadow: all 20 shadowed';
+    is wait_counter('all', 'completed', $b{completed} + 20), $b{completed} + 20,
+        'closed by the shadow: all 20 completed';
+    is counter('all', 'errors'), $b{errors}, 'closed by the shadow: no errors';
 }
 
 # --- bodies over 1 MiB, and the bounds ---------------------------------------------
@@ -595,6 +625,8 @@ my @bad = (
     [ 'shadow v2 5% max_body=lots;', qr/invalid "max_body=lots" in "shadow": use a size up to 1g/ ],
     [ 'shadow v2 5% max_response=0;', qr/invalid "max_response=0" in "shadow": use a size from 1 to 1g/ ],
     [ 'shadow v2 5% max_concurrent=0;', qr/invalid "max_concurrent=0" in "shadow": use a number from 1 to 65535/ ],
+    [ 'shadow v2 5% keepalive=-1;', qr/invalid "keepalive=-1" in "shadow": use a number from 0 to 1024/ ],
+    [ 'shadow v2 5% keepalive=1025;', qr/invalid "keepalive=1025" in "shadow"/ ],
     [ 'shadow v2 5% timeout=0;', qr/invalid "timeout=0" in "shadow": use a time from 1ms to 1h/ ],
     [ 'shadow v2 5% timeout=soon;', qr/invalid "timeout=soon" in "shadow"/ ],
     [ 'shadow v2 5% compare=$.a..b;', qr/invalid JSON path "\$\.a\.\.b" in "shadow": empty member name at offset 4/ ],
@@ -623,7 +655,7 @@ for my $case (@bad) {
 }
 
 for my $line ('shadow v2 0%;', 'shadow v2 0.01%;',
-              'shadow v2 100% max_body=0 max_response=1 max_concurrent=65535 timeout=1h '
+              'shadow v2 100% max_body=0 max_response=1 max_concurrent=65535 keepalive=0 timeout=1h '
               . 'compare=$,$.choices[0].message.content,$[\'odd.key\'][3] tolerance=1e-3 '
               . 'diff_sample=0% diff_stream=off;') {
     my ($ok, $out) = nginx_t(shadow_conf($line));

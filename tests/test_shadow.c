@@ -241,6 +241,86 @@ test_http_encoded(void **state)
 
 
 static void
+test_http_keepalive(void **state)
+{
+    aigov_http_resp_t  *r;
+
+    (void) state;
+
+    /* HTTP/1.1, framed by length: reusable */
+    r = resp_new(64);
+    assert_int_equal(aigov_http_resp_feed(r,
+                         S("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")),
+                     AIGOV_HTTP_DONE);
+    assert_int_equal(r->version, 11);
+    assert_true(aigov_http_resp_keepalive(r));
+    resp_del(r);
+
+    /* chunked too */
+    r = resp_new(64);
+    assert_int_equal(aigov_http_resp_feed(r,
+                         S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                           "\r\n2\r\n{}\r\n0\r\n\r\n")),
+                     AIGOV_HTTP_DONE);
+    assert_true(aigov_http_resp_keepalive(r));
+    resp_del(r);
+
+    /* "Connection: close", among other tokens */
+    r = resp_new(64);
+    assert_int_equal(aigov_http_resp_feed(r,
+                         S("HTTP/1.1 200 OK\r\nConnection: Upgrade, Close \r\n"
+                           "Content-Length: 0\r\n\r\n")),
+                     AIGOV_HTTP_DONE);
+    assert_true(r->conn_close);
+    assert_false(aigov_http_resp_keepalive(r));
+    resp_del(r);
+
+    /* HTTP/1.0: only with keep-alive */
+    r = resp_new(64);
+    assert_int_equal(aigov_http_resp_feed(r,
+                         S("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")),
+                     AIGOV_HTTP_DONE);
+    assert_int_equal(r->version, 10);
+    assert_false(aigov_http_resp_keepalive(r));
+    resp_del(r);
+
+    r = resp_new(64);
+    assert_int_equal(aigov_http_resp_feed(r,
+                         S("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n"
+                           "Content-Length: 0\r\n\r\n")),
+                     AIGOV_HTTP_DONE);
+    assert_true(aigov_http_resp_keepalive(r));
+    resp_del(r);
+
+    /* bytes after the response, in the same read or a later one */
+    r = resp_new(64);
+    assert_int_equal(aigov_http_resp_feed(r,
+                         S("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}X")),
+                     AIGOV_HTTP_DONE);
+    assert_true(r->extra);
+    assert_false(aigov_http_resp_keepalive(r));
+    resp_del(r);
+
+    r = resp_new(64);
+    assert_int_equal(aigov_http_resp_feed(r,
+                         S("HTTP/1.1 204 No\r\n\r\n")),
+                     AIGOV_HTTP_DONE);
+    assert_true(aigov_http_resp_keepalive(r));
+    assert_int_equal(aigov_http_resp_feed(r, S("HTTP")), AIGOV_HTTP_DONE);
+    assert_false(aigov_http_resp_keepalive(r));
+    resp_del(r);
+
+    /* close-delimited: never */
+    r = resp_new(64);
+    assert_int_equal(aigov_http_resp_feed(r, S("HTTP/1.1 200 OK\r\n\r\nab")),
+                     AIGOV_HTTP_AGAIN);
+    assert_int_equal(aigov_http_resp_eof(r), AIGOV_HTTP_DONE);
+    assert_false(aigov_http_resp_keepalive(r));
+    resp_del(r);
+}
+
+
+static void
 test_http_garbage(void **state)
 {
     size_t              i;
@@ -610,6 +690,7 @@ main(void)
         cmocka_unit_test(test_http_no_body_statuses),
         cmocka_unit_test(test_http_interim_skipped),
         cmocka_unit_test(test_http_encoded),
+        cmocka_unit_test(test_http_keepalive),
         cmocka_unit_test(test_http_garbage),
         cmocka_unit_test(test_http_eof_early),
         cmocka_unit_test(test_http_limits),
