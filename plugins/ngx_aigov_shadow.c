@@ -42,6 +42,13 @@
 #define NGX_AIGOV_SHADOW_READING      2       /* reading the request body */
 #define NGX_AIGOV_SHADOW_DONE         3       /* launched or dropped */
 
+/* what became of a sampled request: $aigov_shadow */
+#define NGX_AIGOV_SHADOW_R_SAMPLED    0
+#define NGX_AIGOV_SHADOW_R_SENT       1
+#define NGX_AIGOV_SHADOW_R_BODY       2
+#define NGX_AIGOV_SHADOW_R_BUSY       3
+#define NGX_AIGOV_SHADOW_R_ERROR      4
+
 /* how the exchange with the shadow ended */
 #define NGX_AIGOV_SHADOW_OK           0
 #define NGX_AIGOV_SHADOW_ERROR        1
@@ -139,6 +146,7 @@ typedef struct ngx_aigov_shadow_s  ngx_aigov_shadow_t;
 typedef struct {
     ngx_aigov_shadow_t        *shadow;       /* NULL once detached */
     ngx_uint_t                 state;
+    ngx_uint_t                 result;       /* NGX_AIGOV_SHADOW_R_* */
 } ngx_aigov_shadow_link_t;
 
 
@@ -186,6 +194,8 @@ struct ngx_aigov_shadow_s {
 static ngx_int_t ngx_aigov_shadow_enabled(void *loc_conf);
 static ngx_int_t ngx_aigov_shadow_decide(ngx_http_request_t *r,
     ngx_aigov_ctx_t *ctx);
+static ngx_int_t ngx_aigov_shadow_drop(ngx_aigov_shadow_conf_t *conf,
+    ngx_aigov_shadow_link_t *link, ngx_uint_t result);
 static ngx_int_t ngx_aigov_shadow_precontent(ngx_http_request_t *r);
 static void ngx_aigov_shadow_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_aigov_shadow_launch(ngx_http_request_t *r,
@@ -228,8 +238,12 @@ static void *ngx_aigov_shadow_create_model_conf(ngx_conf_t *cf,
     ngx_aigov_model_t *model);
 static char *ngx_aigov_shadow_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_aigov_shadow_param(ngx_conf_t *cf,
+    ngx_aigov_shadow_conf_t *scf, ngx_str_t *arg);
 static char *ngx_aigov_shadow_compare_paths(ngx_conf_t *cf,
     ngx_aigov_shadow_conf_t *scf, ngx_str_t *value);
+static ngx_int_t ngx_aigov_shadow_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_aigov_shadow_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_aigov_shadow_postconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_aigov_shadow_addrs(ngx_conf_t *cf,
@@ -317,6 +331,9 @@ static ngx_queue_t  ngx_aigov_shadow_all;
 /* does any model of the configuration being loaded use "shadow"? */
 static ngx_uint_t   ngx_aigov_shadow_used;
 
+/* the header a shadow request carries: never shadowed again (loops) */
+static ngx_aigov_header_t  ngx_aigov_shadow_header;
+
 
 static ngx_str_t  ngx_aigov_shadow_hop[] = {
     ngx_string("connection"),
@@ -357,6 +374,7 @@ ngx_aigov_shadow_enabled(void *loc_conf)
 static ngx_int_t
 ngx_aigov_shadow_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
 {
+    ngx_str_t                 value;
     ngx_aigov_variant_t      *primary;
     ngx_aigov_shadow_conf_t  *conf;
     ngx_aigov_shadow_link_t  *link;
@@ -380,19 +398,12 @@ ngx_aigov_shadow_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
+    if (ngx_aigov_header_get(r, &ngx_aigov_shadow_header, &value) == NGX_OK) {
+        /* a shadow request (of this or another node): no shadow of it */
+        return NGX_DECLINED;
+    }
+
     ngx_aigov_shadow_count(conf, sampled);
-
-    /* cheap refusals first, before any body is read for the shadow */
-
-    if (conf->c->in_flight >= conf->max_concurrent) {
-        ngx_aigov_shadow_count(conf, dropped_concurrency);
-        return NGX_DECLINED;
-    }
-
-    if (r->headers_in.content_length_n > (off_t) conf->max_body) {
-        ngx_aigov_shadow_count(conf, dropped_body_too_large);
-        return NGX_DECLINED;
-    }
 
     link = ngx_pcalloc(r->pool, sizeof(ngx_aigov_shadow_link_t));
     if (link == NULL) {
@@ -400,10 +411,49 @@ ngx_aigov_shadow_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
-    link->state = NGX_AIGOV_SHADOW_SAMPLED;
     ngx_aigov_plugin_ctx(ctx, ngx_aigov_shadow_plugin) = link;
 
+    link->state = NGX_AIGOV_SHADOW_SAMPLED;
+    link->result = NGX_AIGOV_SHADOW_R_SAMPLED;
+
+    /* cheap refusals first, before any body is read for the shadow */
+
+    if (conf->c->in_flight >= conf->max_concurrent) {
+        return ngx_aigov_shadow_drop(conf, link, NGX_AIGOV_SHADOW_R_BUSY);
+    }
+
+    if (r->headers_in.content_length_n > (off_t) conf->max_body) {
+        return ngx_aigov_shadow_drop(conf, link, NGX_AIGOV_SHADOW_R_BODY);
+    }
+
     return NGX_OK;
+}
+
+
+/* Counts a sampled request that is not shadowed; NGX_DECLINED. */
+
+static ngx_int_t
+ngx_aigov_shadow_drop(ngx_aigov_shadow_conf_t *conf,
+    ngx_aigov_shadow_link_t *link, ngx_uint_t result)
+{
+    link->state = NGX_AIGOV_SHADOW_DONE;
+    link->result = result;
+
+    switch (result) {
+
+    case NGX_AIGOV_SHADOW_R_BODY:
+        ngx_aigov_shadow_count(conf, dropped_body_too_large);
+        break;
+
+    case NGX_AIGOV_SHADOW_R_BUSY:
+        ngx_aigov_shadow_count(conf, dropped_concurrency);
+        break;
+
+    default:
+        ngx_aigov_shadow_count(conf, dropped_error);
+    }
+
+    return NGX_DECLINED;
 }
 
 
@@ -441,7 +491,11 @@ ngx_aigov_shadow_precontent(ngx_http_request_t *r)
     conf = ngx_aigov_model_conf(ctx->model, ngx_aigov_shadow_plugin);
 
     if (r->request_body
-        || (r->headers_in.content_length_n <= 0 && !r->headers_in.chunked))
+        || (r->headers_in.content_length_n <= 0 && !r->headers_in.chunked
+#if (NGX_HTTP_V2)
+            && r->stream == NULL
+#endif
+           ))
     {
         /* read already (by the core), or there is none */
         (void) ngx_aigov_shadow_launch(r, ctx, conf, link);
@@ -509,8 +563,7 @@ ngx_aigov_shadow_launch(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
     ngx_str_null(&body);
 
     if (r->request_body && r->request_body->temp_file) {
-        ngx_aigov_shadow_count(conf, dropped_body_too_large);
-        return NGX_DECLINED;
+        return ngx_aigov_shadow_drop(conf, link, NGX_AIGOV_SHADOW_R_BODY);
     }
 
     if (ctx->body.len) {
@@ -520,8 +573,7 @@ ngx_aigov_shadow_launch(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
         rc = ngx_http_aigov_body_bytes(r, &body);
 
         if (rc == NGX_ERROR) {
-            ngx_aigov_shadow_count(conf, dropped_error);
-            return NGX_DECLINED;
+            return ngx_aigov_shadow_drop(conf, link, NGX_AIGOV_SHADOW_R_ERROR);
         }
 
         if (ctx->body.len == 0) {
@@ -531,13 +583,11 @@ ngx_aigov_shadow_launch(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
 
     if (body.len > conf->max_body) {
         /* chunked: the length was not known before */
-        ngx_aigov_shadow_count(conf, dropped_body_too_large);
-        return NGX_DECLINED;
+        return ngx_aigov_shadow_drop(conf, link, NGX_AIGOV_SHADOW_R_BODY);
     }
 
     if (ngx_aigov_shadow_reserve(conf) != NGX_OK) {
-        ngx_aigov_shadow_count(conf, dropped_concurrency);
-        return NGX_DECLINED;
+        return ngx_aigov_shadow_drop(conf, link, NGX_AIGOV_SHADOW_R_BUSY);
     }
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
@@ -587,6 +637,7 @@ ngx_aigov_shadow_launch(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
     ngx_queue_insert_tail(&ngx_aigov_shadow_all, &s->queue);
 
     ngx_aigov_shadow_count(conf, sent);
+    link->result = NGX_AIGOV_SHADOW_R_SENT;
 
     s->timer.handler = ngx_aigov_shadow_timeout_handler;
     s->timer.data = s;
@@ -605,9 +656,8 @@ ngx_aigov_shadow_launch(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
 failed:
 
     (void) ngx_atomic_fetch_add(&conf->c->in_flight, -1);
-    ngx_aigov_shadow_count(conf, dropped_error);
 
-    return NGX_DECLINED;
+    return ngx_aigov_shadow_drop(conf, link, NGX_AIGOV_SHADOW_R_ERROR);
 }
 
 
@@ -671,19 +721,27 @@ ngx_aigov_shadow_build(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
         len += h[i].key.len + sizeof(": " CRLF) - 1 + h[i].value.len;
     }
 
-    p = ngx_pnalloc(s->pool, len + r->method_name.len + r->unparsed_uri.len);
+    /* copies for diff records: r may be gone by then */
+
+    p = ngx_pnalloc(s->pool, r->method_name.len + r->unparsed_uri.len);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    /* copies for diff records: r may be gone by then */
     s->method.data = p;
     s->method.len = r->method_name.len;
     p = ngx_cpymem(p, r->method_name.data, r->method_name.len);
 
     s->uri.data = p;
     s->uri.len = r->unparsed_uri.len;
-    p = ngx_cpymem(p, r->unparsed_uri.data, r->unparsed_uri.len);
+    ngx_memcpy(p, r->unparsed_uri.data, r->unparsed_uri.len);
+
+    /* the request: freed as soon as the exchange ends (ngx_pfree) */
+
+    p = ngx_pnalloc(s->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
 
     s->out_start = p;
     s->out_pos = p;
@@ -1022,6 +1080,16 @@ ngx_aigov_shadow_finish(ngx_aigov_shadow_t *s, ngx_uint_t outcome)
     if (outcome == NGX_AIGOV_SHADOW_OK && ngx_aigov_shadow_keep(s) == NGX_OK) {
         s->pc.connection = NULL;
     }
+
+    /*
+     * A shadow may wait for a long primary (a stream): it keeps only its
+     * answer.  (A large request was allocated apart from the pool's
+     * blocks, so this gives it back now.)
+     */
+    (void) ngx_pfree(s->pool, s->out_start);
+    s->out_start = NULL;
+    s->out_pos = NULL;
+    s->out_last = NULL;
 
     s->outcome = outcome;
     s->shadow_done = 1;
@@ -1994,10 +2062,150 @@ ngx_aigov_shadow_create_model_conf(ngx_conf_t *cf, ngx_aigov_model_t *model)
 }
 
 
+/* The NAME=VALUE parameters of "shadow" with a value of a plain type. */
+
+#define NGX_AIGOV_SHADOW_P_SIZE       0      /* size_t, "8m" */
+#define NGX_AIGOV_SHADOW_P_NUMBER     1      /* ngx_uint_t */
+#define NGX_AIGOV_SHADOW_P_MSEC       2      /* ngx_msec_t, "5s" */
+#define NGX_AIGOV_SHADOW_P_PERCENT    3      /* uint32_t, "1%" */
+#define NGX_AIGOV_SHADOW_P_TOLERANCE  4      /* double */
+
+typedef struct {
+    ngx_str_t                  name;         /* with the '=' */
+    ngx_uint_t                 type;
+    size_t                     offset;       /* in the conf */
+    int64_t                    min;
+    int64_t                    max;
+    const char                *hint;
+} ngx_aigov_shadow_param_t;
+
+
+static ngx_aigov_shadow_param_t  ngx_aigov_shadow_params[] = {
+
+    { ngx_string("max_body="), NGX_AIGOV_SHADOW_P_SIZE,
+      offsetof(ngx_aigov_shadow_conf_t, max_body), 0, 1024 * 1024 * 1024,
+      "use a size up to 1g" },
+
+    { ngx_string("max_response="), NGX_AIGOV_SHADOW_P_SIZE,
+      offsetof(ngx_aigov_shadow_conf_t, max_response), 1, 1024 * 1024 * 1024,
+      "use a size from 1 to 1g" },
+
+    { ngx_string("max_concurrent="), NGX_AIGOV_SHADOW_P_NUMBER,
+      offsetof(ngx_aigov_shadow_conf_t, max_concurrent), 1, 65535,
+      "use a number from 1 to 65535" },
+
+    { ngx_string("keepalive="), NGX_AIGOV_SHADOW_P_NUMBER,
+      offsetof(ngx_aigov_shadow_conf_t, keepalive), 0, 1024,
+      "use a number from 0 to 1024" },
+
+    { ngx_string("timeout="), NGX_AIGOV_SHADOW_P_MSEC,
+      offsetof(ngx_aigov_shadow_conf_t, timeout), 1, 3600 * 1000,
+      "use a time from 1ms to 1h" },
+
+    { ngx_string("tolerance="), NGX_AIGOV_SHADOW_P_TOLERANCE,
+      offsetof(ngx_aigov_shadow_conf_t, tolerance), 0, 0,
+      "use a number of 0 or more, e.g. 0.01" },
+
+    { ngx_string("diff_sample="), NGX_AIGOV_SHADOW_P_PERCENT,
+      offsetof(ngx_aigov_shadow_conf_t, diff_sample), 0, 0,
+      "use 0%-100% with at most two decimals" },
+
+    { ngx_null_string, 0, 0, 0, 0, NULL }
+};
+
+
+/* NGX_OK, NGX_DECLINED: not one of the table, NGX_ERROR: logged. */
+
+static ngx_int_t
+ngx_aigov_shadow_param(ngx_conf_t *cf, ngx_aigov_shadow_conf_t *scf,
+    ngx_str_t *arg)
+{
+    u_char                    *field;
+    int64_t                    n;
+    ngx_str_t                  v;
+    ngx_aigov_shadow_param_t  *p;
+
+    for (p = ngx_aigov_shadow_params; p->name.len; p++) {
+        if (arg->len >= p->name.len
+            && ngx_strncmp(arg->data, p->name.data, p->name.len) == 0)
+        {
+            break;
+        }
+    }
+
+    if (p->name.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    v.data = arg->data + p->name.len;
+    v.len = arg->len - p->name.len;
+    field = (u_char *) scf + p->offset;
+
+    switch (p->type) {
+
+    case NGX_AIGOV_SHADOW_P_PERCENT:
+        if (aigov_parse_percent((char *) v.data, v.len, (uint32_t *) field)
+            == AIGOV_OK)
+        {
+            return NGX_OK;
+        }
+
+        goto invalid;
+
+    case NGX_AIGOV_SHADOW_P_TOLERANCE:
+        if (aigov_parse_tolerance((char *) v.data, v.len, (double *) field)
+            == AIGOV_OK)
+        {
+            return NGX_OK;
+        }
+
+        goto invalid;
+
+    case NGX_AIGOV_SHADOW_P_SIZE:
+        n = ngx_parse_size(&v);
+        break;
+
+    case NGX_AIGOV_SHADOW_P_MSEC:
+        n = ngx_parse_time(&v, 0);
+        break;
+
+    default: /* NGX_AIGOV_SHADOW_P_NUMBER */
+        n = ngx_atoi(v.data, v.len);
+    }
+
+    if (n == NGX_ERROR || n < p->min || n > p->max) {
+        goto invalid;
+    }
+
+    switch (p->type) {
+
+    case NGX_AIGOV_SHADOW_P_SIZE:
+        *(size_t *) field = (size_t) n;
+        break;
+
+    case NGX_AIGOV_SHADOW_P_MSEC:
+        *(ngx_msec_t *) field = (ngx_msec_t) n;
+        break;
+
+    default:
+        *(ngx_uint_t *) field = (ngx_uint_t) n;
+    }
+
+    return NGX_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid \"%V\" in \"shadow\": %s",
+                       arg, p->hint);
+
+    return NGX_ERROR;
+}
+
+
 /*
  * shadow VARIANT PERCENT [max_body=SIZE] [max_response=SIZE]
- *     [max_concurrent=N] [keepalive=N] [timeout=TIME] [compare=PATH,...] [tolerance=X]
- *     [diff_sample=PERCENT] [diff_stream=on|off];
+ *     [max_concurrent=N] [keepalive=N] [timeout=TIME] [compare=PATH,...]
+ *     [tolerance=X] [diff_sample=PERCENT] [diff_stream=on|off];
  */
 
 static char *
@@ -2005,11 +2213,9 @@ ngx_aigov_shadow_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_aigov_shadow_conf_t *scf = conf;
 
-    ssize_t      size;
-    ngx_int_t    n;
-    ngx_str_t   *value, s;
+    ngx_int_t    rc;
+    ngx_str_t   *value;
     ngx_uint_t   i;
-    ngx_msec_t   ms;
 
     if (scf->variant) {
         return "is duplicate";
@@ -2039,121 +2245,20 @@ ngx_aigov_shadow_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     for (i = 3; i < cf->args->nelts; i++) {
 
-        if (ngx_strncmp(value[i].data, "max_body=", 9) == 0) {
-            s.data = value[i].data + 9;
-            s.len = value[i].len - 9;
+        rc = ngx_aigov_shadow_param(cf, scf, &value[i]);
 
-            size = ngx_parse_size(&s);
-
-            if (size == NGX_ERROR || size > 1024 * 1024 * 1024) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\" in \"shadow\": use a size "
-                                   "up to 1g", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            scf->max_body = size;
+        if (rc == NGX_OK) {
             continue;
         }
 
-        if (ngx_strncmp(value[i].data, "max_response=", 13) == 0) {
-            s.data = value[i].data + 13;
-            s.len = value[i].len - 13;
-
-            size = ngx_parse_size(&s);
-
-            if (size == NGX_ERROR || size < 1 || size > 1024 * 1024 * 1024) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\" in \"shadow\": use a size "
-                                   "from 1 to 1g", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            scf->max_response = size;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "max_concurrent=", 15) == 0) {
-            n = ngx_atoi(value[i].data + 15, value[i].len - 15);
-
-            if (n == NGX_ERROR || n < 1 || n > 65535) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\" in \"shadow\": use a "
-                                   "number from 1 to 65535", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            scf->max_concurrent = n;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "keepalive=", 10) == 0) {
-            n = ngx_atoi(value[i].data + 10, value[i].len - 10);
-
-            if (n == NGX_ERROR || n > 1024) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\" in \"shadow\": use a "
-                                   "number from 0 to 1024", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            scf->keepalive = n;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
-            s.data = value[i].data + 8;
-            s.len = value[i].len - 8;
-
-            ms = ngx_parse_time(&s, 0);
-
-            if (ms == (ngx_msec_t) NGX_ERROR || ms < 1
-                || ms > 3600 * 1000)
-            {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\" in \"shadow\": use a time "
-                                   "from 1ms to 1h", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            scf->timeout = ms;
-            continue;
+        if (rc == NGX_ERROR) {
+            return NGX_CONF_ERROR;
         }
 
         if (ngx_strncmp(value[i].data, "compare=", 8) == 0) {
             if (ngx_aigov_shadow_compare_paths(cf, scf, &value[i])
                 != NGX_CONF_OK)
             {
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "tolerance=", 10) == 0) {
-            if (aigov_parse_tolerance((char *) value[i].data + 10,
-                                      value[i].len - 10, &scf->tolerance)
-                != AIGOV_OK)
-            {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\" in \"shadow\": use a "
-                                   "number of 0 or more, e.g. 0.01",
-                                   &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "diff_sample=", 12) == 0) {
-            if (aigov_parse_percent((char *) value[i].data + 12,
-                                    value[i].len - 12, &scf->diff_sample)
-                != AIGOV_OK)
-            {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\" in \"shadow\": use "
-                                   "0%%-100%% with at most two decimals",
-                                   &value[i]);
                 return NGX_CONF_ERROR;
             }
 
@@ -2240,10 +2345,67 @@ ngx_aigov_shadow_compare_paths(ngx_conf_t *cf, ngx_aigov_shadow_conf_t *scf,
 }
 
 
+/*
+ * $aigov_shadow: empty when the request was not sampled, else "sent",
+ * "body_too_large", "concurrency", "error", or "sampled" (not launched:
+ * answered before the content phase).
+ */
+
+static ngx_int_t
+ngx_aigov_shadow_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
+{
+    ngx_aigov_ctx_t          *ctx;
+    ngx_aigov_shadow_link_t  *link;
+
+    static ngx_str_t  results[] = {
+        ngx_string("sampled"),
+        ngx_string("sent"),
+        ngx_string("body_too_large"),
+        ngx_string("concurrency"),
+        ngx_string("error")
+    };
+
+    ctx = ngx_aigov_get_ctx(r);
+    link = ctx ? ngx_aigov_plugin_ctx(ctx, ngx_aigov_shadow_plugin) : NULL;
+
+    if (link == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = results[link->result].data;
+    v->len = results[link->result].len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_aigov_shadow_preconfiguration(ngx_conf_t *cf)
 {
+    ngx_http_variable_t  *var;
+
+    static ngx_str_t  name = ngx_string("aigov_shadow");
+    static ngx_str_t  header = ngx_string("X-Aigov-Shadow");
+
     ngx_aigov_shadow_used = 0;
+
+    if (ngx_aigov_header_prepare(cf, &header, &ngx_aigov_shadow_header)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    var = ngx_http_add_variable(cf, &name, NGX_HTTP_VAR_NOCACHEABLE);
+    if (var == NULL) {
+        return NGX_ERROR;
+    }
+
+    var->get_handler = ngx_aigov_shadow_variable;
 
     return NGX_OK;
 }
