@@ -111,6 +111,12 @@ my $MODELS = <<'EOF';
         shadow  v2 100%;
     }
 
+    aigov_model smallresp {
+        variant v1 u_stable version=1.4.2 stable;
+        variant v2 u_shadow version=2.0.0;
+        shadow  v2 100% max_response=1k compare=$.served_by;
+    }
+
     aigov_model noka {
         variant v1 u_stable version=1.4.2 stable;
         variant v2 u_shadow version=2.0.0;
@@ -491,6 +497,26 @@ sub get {
     $ng->error_log_clean_ok('failing shadows: nothing above info in the error log');
     ok scalar(grep { /\[info\].*while shadowing model "down" to variant "v2", peer: 127\.0\.0\.1:\d+/ } $ng->error_log_lines),
         'failing shadows: the reason is logged at info, with the model and variant';
+}
+
+# --- answers too long or streamed ------------------------------------------------------------
+
+{
+    # the shadow streams 40 SSE chunks (chunked, several KiB): read to the
+    # end, kept up to max_response=1k
+    my $r = post('smallresp', 'long', 'X-Shadow-Fixture-Stream' => 40);
+    is $r->{status}, 200, 'shadow answer over max_response: primary 200';
+    is wait_counter('smallresp', 'completed', 1), 1, 'shadow answer over max_response: completed';
+    is counter('smallresp', 'response_too_large'), 1, 'shadow answer over max_response: counted';
+    is counter('smallresp', 'not_comparable'), 1, 'shadow answer over max_response: not comparable';
+    is counter('smallresp', 'status_match'), 1, 'shadow answer over max_response: status still compared';
+
+    # both answer an event stream: status and latency only
+    my $nc = counter('all', 'not_comparable');
+    $r = chat('all', 'X-Fixture-Stream' => 3);
+    is $r->{headers}{'content-type'}, 'text/event-stream', 'streamed primary: the client gets the stream';
+    is scalar(sse_events($r->{body})), 4, 'streamed primary: all of it';
+    is wait_counter('all', 'not_comparable', $nc + 1), $nc + 1, 'streamed answers: not comparable';
 }
 
 # --- concurrency bound ----------------------------------------------------------------------
