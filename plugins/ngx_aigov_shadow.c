@@ -7,7 +7,8 @@
  *       variant v1 chat_v1 stable;
  *       variant v2 chat_v2;
  *       shadow  v2 5% [max_body=8m] [max_response=1m] [max_concurrent=64]
- *                     [keepalive=16] [timeout=5s] [compare=$.usage.total_tokens,...]
+ *                     [keepalive=16] [timeout=5s]
+ *                     [compare=$.usage.total_tokens,...]
  *                     [tolerance=0.01] [diff_sample=1%] [diff_stream=on];
  *   }
  *

@@ -173,7 +173,8 @@ test_http_no_body_statuses(void **state)
 
     r = resp_new(64);
     assert_int_equal(aigov_http_resp_feed(r,
-                         S("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n")),
+                         S("HTTP/1.1 204 No Content\r\n"
+                           "Content-Length: 5\r\n\r\n")),
                      AIGOV_HTTP_DONE);
     assert_int_equal(r->status, 204);
     resp_del(r);
