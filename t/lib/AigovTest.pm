@@ -525,7 +525,7 @@ sub start_fixture {
     my $log = tmp_dir() . "/logs/fixture-$name.log";
     my $pid = _spawn("fixture $name", $log, $PYTHON, "$ROOT/t/fixtures/model_server.py",
                      '--port', $port, '--name', $name, '--version', $version,
-                     '--host', '127.0.0.1');
+                     '--host', '127.0.0.1', @{ $o{args} // [] });
     my $up = wait_for(sub {
         return -1 if _exited($pid);
         my $r = http_req(port => $port, path => '/health', fresh => 1, timeout => 1);
