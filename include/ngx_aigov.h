@@ -302,8 +302,9 @@ void ngx_aigov_fallback_variant(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
  * From a header filter: the response going out is replaced.  The caller has
  * set r->headers_out (status, Content-Type, content_length_n...); the body
  * nginx or the upstream sends is dropped and body (NULL: none) goes out
- * instead.  NGX_DECLINED when an earlier plugin or the fallback rules
- * replaced it already.  A stale cache entry answering for a failed upstream
+ * instead.  Headers a fallback rule added go too (the rule's answer is
+ * replaced whole).  NGX_DECLINED when an earlier plugin or the fallback
+ * rules replaced it already.  A stale cache entry answering for a failed upstream
  * uses this before the rules get their turn (plugins with a priority of
  * NGX_AIGOV_PRIO_BREAKER or more run first).
  */

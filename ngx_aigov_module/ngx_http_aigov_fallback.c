@@ -24,6 +24,13 @@
 
 #define NGX_HTTP_AIGOV_RULES_MAX_FILE  (4 * 1024 * 1024)
 
+/*
+ * The hash of the response headers a rule's answer adds (nginx only tells
+ * 0, a deleted header, from the rest): when that answer is replaced (a
+ * stale cache entry for an open breaker), its headers go with it.
+ */
+#define NGX_HTTP_AIGOV_RULE_HEADER     0x72756c65
+
 
 typedef enum {
     NGX_HTTP_AIGOV_ATTR_METHOD = 0,
@@ -65,6 +72,8 @@ static ngx_int_t ngx_http_aigov_rules_answer(ngx_http_request_t *r,
     ngx_aigov_ctx_t *ctx, time_t retry_after, ngx_buf_t **body);
 static ngx_int_t ngx_http_aigov_rules_run(ngx_http_request_t *r,
     ngx_aigov_ctx_t *ctx, aigov_rules_result_t *res);
+static ngx_int_t ngx_http_aigov_rules_header(ngx_http_request_t *r,
+    ngx_str_t *name, ngx_str_t *value);
 static void ngx_http_aigov_rules_free(void *data);
 
 
@@ -552,7 +561,7 @@ ngx_http_aigov_rules_answer(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
             has_ra = 1;
         }
 
-        if (ngx_aigov_add_header(r, &name, &value) != NGX_OK) {
+        if (ngx_http_aigov_rules_header(r, &name, &value) != NGX_OK) {
             aigov_rules_result_free(&res);
             return NGX_ERROR;
         }
@@ -572,7 +581,7 @@ ngx_http_aigov_rules_answer(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
 
         value.len = ngx_sprintf(value.data, "%T", retry_after) - value.data;
 
-        if (ngx_aigov_add_header(r, &ra, &value) != NGX_OK) {
+        if (ngx_http_aigov_rules_header(r, &ra, &value) != NGX_OK) {
             aigov_rules_result_free(&res);
             return NGX_ERROR;
         }
@@ -589,6 +598,25 @@ ngx_http_aigov_rules_answer(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
     aigov_rules_result_free(&res);
 
     *body = b;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aigov_rules_header(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_str_t *value)
+{
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    if (ngx_aigov_add_header(r, name, value) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    part = r->headers_out.headers.last;
+    h = part->elts;
+    h[part->nelts - 1].hash = NGX_HTTP_AIGOV_RULE_HEADER;
 
     return NGX_OK;
 }
@@ -769,6 +797,9 @@ ngx_int_t
 ngx_aigov_replace_response(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
     ngx_buf_t *body)
 {
+    ngx_uint_t                 i;
+    ngx_list_part_t           *part;
+    ngx_table_elt_t           *h;
     ngx_http_aigov_replace_t  *rp;
 
     if (ctx->fallback_out) {
@@ -778,6 +809,28 @@ ngx_aigov_replace_response(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
     rp = ngx_pcalloc(r->pool, sizeof(ngx_http_aigov_replace_t));
     if (rp == NULL) {
         return NGX_ERROR;
+    }
+
+    /* a rule's answer (an open breaker's) goes with its headers */
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == NGX_HTTP_AIGOV_RULE_HEADER) {
+            h[i].hash = 0;
+        }
     }
 
     if (body) {

@@ -1495,6 +1495,13 @@ ngx_aigov_cache_stale(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
     /* a rule's answer, replaced: no rule answered after all */
     ngx_str_null(&actx->fallback_rule);
 
+    /*
+     * The entry is the key's variant's answer, also when a breaker's
+     * fallback variant was called and failed: X-Aigov-Variant and
+     * X-Aigov-Model-Version name the version of the body.
+     */
+    actx->variant = ctx->variant;
+
     ctx->status = NGX_AIGOV_CACHE_STALE;
     ctx->store = 0;
     (void) ngx_atomic_fetch_add(&ctx->stats->c.stale, 1);
