@@ -155,6 +155,7 @@ typedef struct {
     ngx_msec_t                     redis_timeout;
     ngx_uint_t                     fail_closed;
     uint32_t                       estimate;     /* units taken up front */
+    ngx_uint_t                     estimate_body; /* max_tokens of the body */
     ngx_flag_t                     dry_run;
     ngx_aigov_limit_stats_t       *stats;        /* in the zone */
     ngx_msec_t                     next_sync;    /* worker 0 */
@@ -181,6 +182,7 @@ typedef struct {
     ngx_uint_t                     log_level;
     size_t                         buffer;
     ngx_uint_t                     strict;       /* a strict limit */
+    ngx_uint_t                     body;         /* estimate=max_tokens */
 } ngx_aigov_limit_loc_conf_t;
 
 
@@ -249,6 +251,7 @@ typedef struct {
 
 
 static ngx_int_t ngx_aigov_limit_enabled(void *loc_conf);
+static ngx_int_t ngx_aigov_limit_needs_body(void *loc_conf);
 static ngx_int_t ngx_aigov_limit_init_worker(ngx_cycle_t *cycle);
 static ngx_int_t ngx_aigov_limit_decide(ngx_http_request_t *r,
     ngx_aigov_ctx_t *actx);
@@ -261,7 +264,10 @@ static ngx_int_t ngx_aigov_limit_status(ngx_aigov_model_t *model,
     void *conf, json_t *out);
 
 static ngx_aigov_limit_ctx_t *ngx_aigov_limit_create_ctx(
-    ngx_http_request_t *r, ngx_aigov_limit_loc_conf_t *llcf);
+    ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
+    ngx_aigov_limit_loc_conf_t *llcf);
+static uint32_t ngx_aigov_limit_max_tokens(ngx_http_request_t *r,
+    ngx_aigov_ctx_t *actx);
 static ngx_int_t ngx_aigov_limit_run(ngx_http_request_t *r,
     ngx_aigov_limit_ctx_t *ctx, ngx_uint_t final);
 static ngx_int_t ngx_aigov_limit_finish(ngx_http_request_t *r,
@@ -429,7 +435,7 @@ ngx_aigov_plugin_t  ngx_aigov_ratelimit_plugin = {
     ngx_aigov_limit_log,
     ngx_aigov_limit_status,
     0,
-    NULL                                   /* needs body */
+    ngx_aigov_limit_needs_body
 };
 
 
@@ -477,6 +483,15 @@ ngx_aigov_limit_enabled(void *loc_conf)
 
 
 static ngx_int_t
+ngx_aigov_limit_needs_body(void *loc_conf)
+{
+    ngx_aigov_limit_loc_conf_t  *llcf = loc_conf;
+
+    return llcf->body;
+}
+
+
+static ngx_int_t
 ngx_aigov_limit_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *actx)
 {
     ngx_int_t                    rc;
@@ -488,7 +503,7 @@ ngx_aigov_limit_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *actx)
     if (ctx == NULL) {
         llcf = ngx_http_get_module_loc_conf(r, ngx_aigov_ratelimit_module);
 
-        ctx = ngx_aigov_limit_create_ctx(r, llcf);
+        ctx = ngx_aigov_limit_create_ctx(r, actx, llcf);
         if (ctx == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -551,7 +566,7 @@ ngx_aigov_limit_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *actx)
 
 
 static ngx_aigov_limit_ctx_t *
-ngx_aigov_limit_create_ctx(ngx_http_request_t *r,
+ngx_aigov_limit_create_ctx(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
     ngx_aigov_limit_loc_conf_t *llcf)
 {
     u_char                     *p;
@@ -587,6 +602,10 @@ ngx_aigov_limit_create_ctx(ngx_http_request_t *r,
         it->dry = lp[i]->dry_run || llcf->dry_run;
         it->cost = (lp[i]->spec.unit == AIGOV_LIMIT_TOKENS) ? lp[i]->estimate
                                                             : 1;
+
+        if (lp[i]->estimate_body) {
+            it->cost = ngx_aigov_limit_max_tokens(r, actx);
+        }
 
         if (ngx_http_complex_value(r, &lp[i]->key, &val) != NGX_OK) {
             return NULL;
@@ -642,6 +661,46 @@ ngx_aigov_limit_create_ctx(ngx_http_request_t *r,
     }
 
     return ctx;
+}
+
+
+/*
+ * estimate=max_tokens: what the request may use at most, from its body
+ * (max_completion_tokens, max_output_tokens of the Responses API, or the
+ * older max_tokens); 1 when it names none.
+ */
+
+static uint32_t
+ngx_aigov_limit_max_tokens(ngx_http_request_t *r, ngx_aigov_ctx_t *actx)
+{
+    json_t      *doc, *v;
+    json_int_t   n;
+    ngx_uint_t   i;
+
+    static const char  *fields[] = {
+        "max_completion_tokens", "max_output_tokens", "max_tokens"
+    };
+
+    doc = ngx_aigov_body_json(r, actx);
+
+    if (!json_is_object(doc)) {
+        return 1;
+    }
+
+    for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        v = json_object_get(doc, fields[i]);
+
+        if (json_is_integer(v)) {
+            n = json_integer_value(v);
+
+            if (n > 0) {
+                return (n > (json_int_t) UINT32_MAX) ? UINT32_MAX
+                                                     : (uint32_t) n;
+            }
+        }
+    }
+
+    return 1;
 }
 
 
@@ -2658,7 +2717,9 @@ ngx_aigov_limit_status(ngx_aigov_model_t *model, void *conf, json_t *out)
         }
 
         if (p->spec.unit == AIGOV_LIMIT_TOKENS) {
-            json_object_set_new(j, "estimate", json_integer(p->estimate));
+            json_object_set_new(j, "estimate", p->estimate_body
+                                ? json_string("max_tokens")
+                                : json_integer(p->estimate));
             json_object_set_new(j, "tokens",
                                 json_integer((json_int_t) st->tokens));
             json_object_set_new(j, "no_usage",
@@ -2884,6 +2945,7 @@ ngx_aigov_limit_same(ngx_aigov_limit_policy_t *a, ngx_aigov_limit_policy_t *b)
            && a->redis_timeout == b->redis_timeout
            && a->fail_closed == b->fail_closed
            && a->estimate == b->estimate
+           && a->estimate_body == b->estimate_body
            && a->dry_run == b->dry_run;
 }
 
@@ -3136,13 +3198,20 @@ ngx_aigov_limit_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         if (ngx_strncmp(value[i].data, "estimate=", 9) == 0) {
             ngx_aigov_limit_once(seen_estimate, "estimate=");
 
+            if (ngx_strcmp(value[i].data + 9, "max_tokens") == 0) {
+                p->estimate_body = 1;
+                p->estimate = 1;
+                continue;
+            }
+
             n = ngx_atoi(value[i].data + 9, value[i].len - 9);
 
             if (n == NGX_ERROR || n < 1 || n > (ngx_int_t) UINT32_MAX) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid \"%V\" in aigov_limit \"%V\": "
                                    "use a number of tokens from 1 to "
-                                   "4294967295", &value[i], &name);
+                                   "4294967295, or \"max_tokens\"",
+                                   &value[i], &name);
                 return NGX_CONF_ERROR;
             }
 
@@ -3586,11 +3655,16 @@ ngx_aigov_limit_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     conf->strict = 0;
+    conf->body = 0;
     pp = conf->limits->elts;
 
     for (i = 0; i < conf->limits->nelts; i++) {
         if (pp[i]->mode == NGX_AIGOV_LIMIT_STRICT) {
             conf->strict = 1;
+        }
+
+        if (pp[i]->estimate_body) {
+            conf->body = 1;
         }
 
         zp = conf->zones->elts;

@@ -120,6 +120,20 @@ my $CONF = <<'EOF';
             proxy_pass http://$aigov_upstream/v1/chat/completions;
         }
 
+        location /maxtok/ {
+            aigov_route openai;
+            aigov_limit mt zone=rl key=$http_x_key rate=1000t/m
+                        estimate=max_tokens;
+            proxy_pass http://$aigov_upstream/v1/chat/completions;
+        }
+
+        location /maxtok-kserve/ {
+            aigov_route model=chat;
+            aigov_limit mtk zone=rl key=$http_x_key rate=1000t/m
+                        estimate=max_tokens;
+            proxy_pass http://$aigov_upstream/v1/chat/completions;
+        }
+
         location /dry/ {
             aigov_route model=chat;
             aigov_limit dry zone=rl key=$http_x_key rate=1r/m dry_run;
@@ -196,9 +210,11 @@ sub req {
 
 sub chat_req {
     my ($path, @h) = @_;
+    my $extra = '';
+    if (@h && $h[0] eq 'extra') { (undef, $extra, @h) = @h }
     return http_req(method => 'POST', path => $path, timeout => 10,
         headers => ['Content-Type' => 'application/json', @h],
-        body => '{"model":"chat","messages":[{"role":"user","content":"hi"}]}');
+        body => '{"model":"chat",' . $extra . '"messages":[{"role":"user","content":"hi"}]}');
 }
 
 sub statuses {
@@ -418,6 +434,38 @@ is statuses(2, '/basic/x', 'X-Srv' => 'i2'), '200 200', 'a location with its own
     is $st->{tokens}, 0, 'status: no tokens counted';
 }
 
+# --- estimate=max_tokens: reserve what the request may use, settle later -----
+
+{
+    my @k = ('X-Key' => 'mt', 'X-Fixture-Tokens' => '10,10');
+    my $r = chat_req('/maxtok/v1/chat/completions', extra => '"max_tokens":300,', @k);
+    is $r->{status}, 200, 'max_tokens: passes';
+    is h($r, 'x-ratelimit-remaining-tokens'), '700', 'max_tokens: 300 reserved up front';
+
+    $r = chat_req('/maxtok/v1/chat/completions', extra => '"max_completion_tokens":100,"max_tokens":999,', @k);
+    my $left = h($r, 'x-ratelimit-remaining-tokens');
+    ok $left >= 880 && $left <= 881,
+        "max_tokens: the unused reservation came back (20 used), max_completion_tokens first ($left left)";
+
+    $r = chat_req('/maxtok/v1/chat/completions', @k);
+    $left = h($r, 'x-ratelimit-remaining-tokens');
+    ok $left >= 959 && $left <= 961, "max_tokens: none in the body: 1 ($left left)";
+
+    $r = chat_req('/maxtok/v1/chat/completions', extra => '"max_tokens":5000,', @k);
+    is $r->{status}, 429, 'max_tokens over the burst: refused';
+    is h($r, 'x-should-retry'), 'false', 'max_tokens over the burst: x-should-retry: false (waiting cannot help)';
+    ok !defined h($r, 'Retry-After') && !defined h($r, 'retry-after-ms'), 'max_tokens over the burst: no Retry-After';
+    like h($r, 'RateLimit'), qr/^"mt";r=9[4-6]\d$/, 'max_tokens over the burst: RateLimit without t';
+    is $r->{json}{detail}, 'the request costs more than rate limit "mt" (1000t/m) allows at once',
+        'max_tokens over the burst: problem detail';
+    like $r->{body}, qr/rate-limited/, 'max_tokens over the burst: rate-limited problem';
+
+    $r = http_req(method => 'POST', path => '/maxtok-kserve/x', headers => ['X-Key' => 'mtk',
+        'Content-Type' => 'application/json', 'X-Fixture-Tokens' => '1,1'], body => '{"max_tokens":250}');
+    is h($r, 'x-ratelimit-remaining-tokens'), '750', 'max_tokens: the body is read where the route does not read it';
+    is $r->{json}{body_bytes}, 18, 'max_tokens: ... and still reaches the model';
+}
+
 # --- requests and tokens together ---------------------------------------------
 
 {
@@ -602,7 +650,7 @@ my @bad = (
     ['estimate on a request rate', $Z, ["aigov_limit x $K rate=1r/s estimate=5;"],
      qr/estimate= applies to token rates \("t"\) only, in aigov_limit "x"/],
     ['estimate 0', $Z, ["aigov_limit x $K rate=100t/s estimate=0;"],
-     qr/invalid "estimate=0" in aigov_limit "x": use a number of tokens from 1 to 4294967295/],
+     qr/invalid "estimate=0" in aigov_limit "x": use a number of tokens from 1 to 4294967295, or "max_tokens"/],
     ['estimate over the burst', $Z, ["aigov_limit x $K rate=1000t/m burst=100 estimate=500;"],
      qr/estimate=500 is more than the burst \(100\) of aigov_limit "x": no request could pass/],
     ['unknown parameter', $Z, ["aigov_limit x $K rate=1r/s foo=1;"], qr/invalid parameter "foo=1" in aigov_limit "x"/],
