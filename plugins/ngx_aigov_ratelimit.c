@@ -270,6 +270,7 @@ static uint32_t ngx_aigov_limit_max_tokens(ngx_http_request_t *r,
     ngx_aigov_ctx_t *actx);
 static ngx_int_t ngx_aigov_limit_run(ngx_http_request_t *r,
     ngx_aigov_limit_ctx_t *ctx, ngx_uint_t final);
+static void ngx_aigov_limit_unlock(ngx_aigov_limit_ctx_t *ctx);
 static ngx_int_t ngx_aigov_limit_finish(ngx_http_request_t *r,
     ngx_aigov_ctx_t *actx, ngx_aigov_limit_ctx_t *ctx);
 static ngx_int_t ngx_aigov_limit_strict_send(ngx_http_request_t *r,
@@ -860,10 +861,7 @@ ngx_aigov_limit_run(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx,
 
     if (!final && rejected == 0 && unavailable == 0) {
         /* Redis has its say before anything is taken */
-        for (i = 0; i < ctx->llcf->zones->nelts; i++) {
-            ngx_shmtx_unlock(&zp[ctx->llcf->zones->nelts - 1 - i]->shpool->mutex);
-        }
-
+        ngx_aigov_limit_unlock(ctx);
         return NGX_OK;
     }
 
@@ -944,9 +942,7 @@ ngx_aigov_limit_run(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx,
         ns++;
     }
 
-    for (i = 0; i < ctx->llcf->zones->nelts; i++) {
-        ngx_shmtx_unlock(&zp[ctx->llcf->zones->nelts - 1 - i]->shpool->mutex);
-    }
+    ngx_aigov_limit_unlock(ctx);
 
     if (rejected) {
         ctx->outcome = NGX_AIGOV_LIMIT_O_REJECTED;
@@ -967,6 +963,20 @@ ngx_aigov_limit_run(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx,
     ctx->state = NGX_AIGOV_LIMIT_S_DONE;
 
     return NGX_DECLINED;
+}
+
+
+static void
+ngx_aigov_limit_unlock(ngx_aigov_limit_ctx_t *ctx)
+{
+    ngx_uint_t                i;
+    ngx_aigov_limit_zone_t  **zp;
+
+    zp = ctx->llcf->zones->elts;
+
+    for (i = ctx->llcf->zones->nelts; i > 0; i--) {
+        ngx_shmtx_unlock(&zp[i - 1]->shpool->mutex);
+    }
 }
 
 
@@ -1086,6 +1096,8 @@ ngx_aigov_limit_finish(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
                       "aigov_limit \"%V\" rejected the request: redis is "
                       "unavailable and on_redis_error=closed",
                       &ctx->decider->name);
+
+        ngx_aigov_limit_strict_undo(ctx);
 
         ngx_str_set(&detail, "the fleet-wide rate limit cannot be checked "
                     "right now");
@@ -2346,6 +2358,11 @@ ngx_aigov_limit_ping_reply(void *data, redisReply *reply)
 
     zone->pinging = 0;
 
+    if (reply == NULL && (ngx_exiting || ngx_quit || ngx_terminate)) {
+        /* our connection closes with the worker: Redis is fine */
+        return;
+    }
+
     zone->sh->redis_ok = (reply != NULL && reply->type != REDIS_REPLY_ERROR);
 }
 
@@ -2427,7 +2444,10 @@ ngx_aigov_limit_sync_end(ngx_aigov_limit_sync_t *s, uint64_t offered)
         }
     }
 
-    if (s->failed) {
+    if (s->failed && (ngx_exiting || ngx_quit || ngx_terminate)) {
+        /* the deltas went back: the next worker 0 sends them */
+
+    } else if (s->failed) {
         zone->sh->redis_ok = 0;
         zone->sh->sync_failures++;
 
