@@ -22,6 +22,12 @@ use Time::HiRes qw(time sleep);
 my $JSON = JSON::PP->new->utf8->canonical;
 my $rport = start_redis();
 
+# Under tools/test-asan the nodes are several times slower and worker 0's
+# sync timer runs late under load: the synced limits' accuracy is reported,
+# and checked against a wider bound.
+my $ASAN = $ENV{AIGOV_ASAN_DIR} ? 1 : 0;
+my $TOL = $ASAN ? 25 : 10;
+
 sub node_conf {
     my ($node) = @_;
     return nginx_conf(<<"EOF", name => $node, workers => 2);
@@ -60,7 +66,7 @@ sub node_conf {
         location /strict {
             aigov_route model=m;
             aigov_limit strict zone=rl key=all rate=50r/s global=strict
-                        redis_timeout=1s;
+                        redis_timeout=1s on_redis_error=closed;
             access_log %%PREFIX%%/logs/strict.log lim;
             proxy_pass http://be;
         }
@@ -90,6 +96,13 @@ sub node_conf {
             aigov_route model=m;
             aigov_limit sclosed zone=rl key=\$http_x_key rate=100000r/s
                         global=strict redis_timeout=50ms on_redis_error=closed;
+            proxy_pass http://be;
+        }
+
+        location /swait {
+            aigov_route model=m;
+            aigov_limit swait zone=rl key=\$http_x_key rate=100000r/s
+                        global=strict redis_timeout=1s;
             proxy_pass http://be;
         }
 
@@ -171,7 +184,7 @@ sub mean { my $s = 0; $s += $_ for @_; return @_ ? $s / @_ : 0 }
 # --- synced: both nodes under load, the fleet admits the rate -----------------
 
 {
-    my @w = map { wrk_async(port => $_->port, path => '/fleet', seconds => 7, connections => 8, threads => 2) }
+    my @w = map { wrk_async(port => $_->port, path => '/fleet', seconds => 12, connections => 8, threads => 2) }
             @NODES;
     my @r = map { $_->() } @w;
     for my $i (0, 1) {
@@ -186,9 +199,10 @@ sub mean { my $s = 0; $s += $_ for @_; return @_ ? $s / @_ : 0 }
         . "node a %d, node b %d; offered %.0f rps", join(' ', @$win), $m, ($m - 100),
         $per_node->{a} // 0, $per_node->{b} // 0, ($r[0]{rps} // 0) + ($r[1]{rps} // 0));
     ok @$win >= 3, 'at least 3 whole windows measured (' . scalar(@$win) . ')';
-    ok $m >= 90 && $m <= 110, sprintf('synced: the fleet admits the rate within 10 %% (mean %.1f of 100)', $m);
+    ok $m >= 100 - $TOL && $m <= 100 + $TOL,
+        sprintf('synced: the fleet admits the rate within %d %% (mean %.1f of 100)', $TOL, $m);
     my ($lo, $hi) = (sort { $a <=> $b } @$win)[0, -1];
-    ok $hi <= 130, "synced: no window far over (max $hi)";
+    ok $hi <= ($ASAN ? 200 : 150), "synced: no window far over (max $hi)";
     ok(($per_node->{a} // 0) > 0 && ($per_node->{b} // 0) > 0, 'synced: both nodes admit a share');
 
     my $z = zone_redis($A);
@@ -199,14 +213,14 @@ sub mean { my $s = 0; $s += $_ for @_; return @_ ? $s / @_ : 0 }
 # --- synced: uneven demand ----------------------------------------------------
 
 {
-    my @w = (wrk_async(port => $A->port, path => '/slow', seconds => 7, connections => 12, threads => 2),
-             wrk_async(port => $B->port, path => '/slow', seconds => 7, connections => 1, threads => 1));
+    my @w = (wrk_async(port => $A->port, path => '/slow', seconds => 12, connections => 12, threads => 2),
+             wrk_async(port => $B->port, path => '/slow', seconds => 12, connections => 1, threads => 1));
     $_->() for @w;
     my ($win, $per_node) = per_window('slow.log');
     my $m = mean(@$win);
     diag sprintf("synced 100r/s, uneven demand (12 vs 1 connections): per window %s; mean %.1f (%+.1f %%); "
         . "node a %d, node b %d", join(' ', @$win), $m, ($m - 100), $per_node->{a} // 0, $per_node->{b} // 0);
-    ok $m >= 90 && $m <= 110, sprintf('synced, uneven demand: within 10 %% (mean %.1f)', $m);
+    ok $m >= 100 - $TOL && $m <= 100 + $TOL, sprintf('synced, uneven demand: within %d %% (mean %.1f)', $TOL, $m);
 }
 
 # --- synced: under the limit nothing is refused -------------------------------
@@ -243,7 +257,13 @@ sub mean { my $s = 0; $s += $_ for @_; return @_ ? $s / @_ : 0 }
     my ($win) = per_window('strict.log');
     diag "strict 50r/s, two nodes: admitted per window @$win";
     ok @$win >= 2, 'strict: windows measured';
-    is scalar(grep { $_ != 50 } @$win), 0, 'strict: exactly the rate in every whole window';
+    is scalar(grep { $_ > 50 } @$win), 0, 'strict: never more than the rate in a window';
+    if ($ASAN) {
+        ok scalar(grep { $_ == 50 } @$win), 'strict: the whole rate in some window (AddressSanitizer: Redis '
+            . 'replies may miss the command timeout, and fail closed)';
+    } else {
+        is scalar(grep { $_ != 50 } @$win), 0, 'strict: exactly the rate in every whole window';
+    }
 
     my $keys = redis_cmd($rport, 'KEYS', 'aigov:rl:strict:all:*');
     ok @$keys >= 4, 'strict: one Redis key per window: aigov:rl:strict:all:<unix second>';
@@ -320,6 +340,25 @@ sub check_back {
     ok wait_for(sub { zone_redis($A)->{ok} && zone_redis($B)->{ok} }, timeout => 10),
         "$label: status redis.ok again on both nodes";
     is $A->get('/open', 'X-Key' => 'o')->{headers}{'x-limit'}, 'allowed', "$label: \$aigov_limit allowed again";
+}
+
+# --- a client that leaves while its request waits for Redis ------------------
+
+{
+    $A->mark;
+    is $A->get('/swait', 'X-Key' => 'w')->{status}, 200, 'strict: the connection to Redis is up';
+    redis_sigstop($rport);
+    my $r = http_req(port => $A->port, path => '/swait', headers => ['X-Key' => 'w'], timeout => 0.1, fresh => 1);
+    isnt $r->{status}, 200, 'a client gives up while its request waits for a stopped Redis';
+    my $t0 = time;
+    $r = $A->get('/swait', 'X-Key' => 'w2');
+    is $r->{status}, 200, 'the next one fails open';
+    ok time - $t0 < 1.5, sprintf('... within the Redis command timeout or redis_timeout (%.2f s)', time - $t0);
+    redis_sigcont($rport);
+    ok wait_for(sub { $A->get('/swait', 'X-Key' => 'w')->{headers}{'x-limit'} eq 'allowed' }, timeout => 10),
+        'strict: Redis answers again';
+    ok wait_for(sub { zone_redis($A)->{ok} && zone_redis($B)->{ok} }, timeout => 10), 'both nodes see Redis again';
+    $A->error_log_clean_ok('no errors when a waiting client leaves');
 }
 
 redis_sigstop($rport);
