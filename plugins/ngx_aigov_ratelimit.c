@@ -150,6 +150,7 @@ typedef struct {
     ngx_aigov_limit_zone_t        *zone;
     ngx_str_t                      key_text;
     ngx_http_complex_value_t       key;
+    ngx_aigov_header_t             key_header;   /* key=$http_NAME alone */
     ngx_uint_t                     mode;
     ngx_msec_t                     sync;
     ngx_msec_t                     redis_timeout;
@@ -183,6 +184,7 @@ typedef struct {
     size_t                         buffer;
     ngx_uint_t                     strict;       /* a strict limit */
     ngx_uint_t                     body;         /* estimate=max_tokens */
+    ngx_str_t                      policy;       /* RateLimit-Policy, all */
 } ngx_aigov_limit_loc_conf_t;
 
 
@@ -319,6 +321,8 @@ static char *ngx_aigov_limit_zone_directive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_aigov_limit_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_aigov_limit_key_header(ngx_conf_t *cf,
+    ngx_aigov_limit_policy_t *p);
 static ngx_int_t ngx_aigov_limit_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static void *ngx_aigov_limit_create_main_conf(ngx_conf_t *cf);
@@ -608,7 +612,13 @@ ngx_aigov_limit_create_ctx(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
             it->cost = ngx_aigov_limit_max_tokens(r, actx);
         }
 
-        if (ngx_http_complex_value(r, &lp[i]->key, &val) != NGX_OK) {
+        if (lp[i]->key_header.hash) {
+            /* key=$http_NAME: nginx's header hash, not a variable lookup */
+            if (ngx_aigov_header_get(r, &lp[i]->key_header, &val) != NGX_OK) {
+                ngx_str_null(&val);
+            }
+
+        } else if (ngx_http_complex_value(r, &lp[i]->key, &val) != NGX_OK) {
             return NULL;
         }
 
@@ -1001,15 +1011,22 @@ ngx_aigov_limit_finish(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
     llcf = ctx->llcf;
     refused = (ctx->outcome == NGX_AIGOV_LIMIT_O_REJECTED);
 
-    specs = ngx_palloc(r->pool, ctx->n * (sizeof(aigov_limit_spec_t)
-                                          + sizeof(aigov_limit_result_t)
-                                          + sizeof(ngx_aigov_limit_item_t *)));
-    if (specs == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    specs = NULL;
+    results = NULL;
+    map = NULL;
 
-    results = (aigov_limit_result_t *) (specs + ctx->n);
-    map = (ngx_aigov_limit_item_t **) (results + ctx->n);
+    if (refused || ctx->outcome == NGX_AIGOV_LIMIT_O_DRY_RUN) {
+        specs = ngx_palloc(r->pool,
+                           ctx->n * (sizeof(aigov_limit_spec_t)
+                                     + sizeof(aigov_limit_result_t)
+                                     + sizeof(ngx_aigov_limit_item_t *)));
+        if (specs == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        results = (aigov_limit_result_t *) (specs + ctx->n);
+        map = (ngx_aigov_limit_item_t **) (results + ctx->n);
+    }
 
     k = 0;
 
@@ -1045,7 +1062,7 @@ ngx_aigov_limit_finish(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
             ctx->tokens++;
         }
 
-        if (it->rejected || (!refused && it->dry_rejected)) {
+        if (specs && (it->rejected || (!refused && it->dry_rejected))) {
             specs[k] = p->spec;
             results[k] = it->result;
             map[k] = it;
@@ -1544,15 +1561,28 @@ ngx_aigov_limit_add_headers(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    len = aigov_limit_format_policy((char *) buf, size, pol, n);
+    if (n == ctx->n) {
+        /* every key had a value: the location's policies, formatted once */
+        if (ngx_aigov_limit_set_header(r, "RateLimit-Policy", 16,
+                                       ctx->llcf->policy.data,
+                                       ctx->llcf->policy.len)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
 
-    if (len && ngx_aigov_limit_set_header(r, "RateLimit-Policy", 16, buf, len)
+    } else {
+        len = aigov_limit_format_policy((char *) buf, size, pol, n);
+
+        if (len
+            && ngx_aigov_limit_set_header(r, "RateLimit-Policy", 16, buf, len)
                != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
+        {
+            return NGX_ERROR;
+        }
 
-    buf += len;
+        buf += len;
+    }
 
     len = aigov_limit_format_ratelimit((char *) buf, size, pol, n);
 
@@ -1616,7 +1646,8 @@ static ngx_int_t
 ngx_aigov_limit_body_filter(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
     ngx_chain_t *in)
 {
-    ngx_buf_t              *b;
+    ngx_buf_t              *b, *data;
+    ngx_uint_t              last;
     ngx_chain_t            *cl;
     ngx_aigov_limit_ctx_t  *ctx;
 
@@ -1626,6 +1657,48 @@ ngx_aigov_limit_body_filter(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
         || ctx->usage == NGX_AIGOV_LIMIT_U_DONE)
     {
         return NGX_OK;
+    }
+
+    if (ctx->usage == NGX_AIGOV_LIMIT_U_JSON && ctx->len == 0) {
+
+        /*
+         * The whole body in one buffer (a small answer, or as long as its
+         * Content-Length): read it where it is, no copy.
+         */
+
+        data = NULL;
+        last = 0;
+
+        for (cl = in; cl; cl = cl->next) {
+            b = cl->buf;
+
+            if (ngx_buf_size(b) > 0) {
+                if (data || !ngx_buf_in_memory(b)) {
+                    break;
+                }
+
+                data = b;
+            }
+
+            last |= b->last_buf;
+        }
+
+        if (cl == NULL
+            && (last
+                || (data && r->headers_out.content_length_n
+                            == data->last - data->pos)))
+        {
+            ctx->buf = data ? data->pos : NULL;
+            ctx->len = data ? (size_t) (data->last - data->pos) : 0;
+
+            if (ctx->len > ctx->llcf->buffer) {
+                ctx->usage = NGX_AIGOV_LIMIT_U_DONE;
+                return NGX_OK;
+            }
+
+            ngx_aigov_limit_usage_end(r, ctx);
+            return NGX_OK;
+        }
     }
 
     for (cl = in; cl; cl = cl->next) {
@@ -1683,7 +1756,15 @@ ngx_aigov_limit_usage_feed(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx,
     }
 
     if (ctx->len + len > ctx->size) {
-        size = ngx_max(ctx->size * 2, 4096);
+        if (ctx->size == 0 && r->headers_out.content_length_n > 0) {
+            /* the length is known: one allocation */
+            size = (size_t) ngx_min(r->headers_out.content_length_n,
+                                    (off_t) ctx->llcf->buffer);
+
+        } else {
+            size = ngx_max(ctx->size * 2, 1024);
+        }
+
         size = ngx_max(size, ctx->len + len);
         size = ngx_min(size, ctx->llcf->buffer);
 
@@ -1717,8 +1798,8 @@ ngx_aigov_limit_usage_end(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx)
         rc = aigov_limit_sse_usage(&ctx->sse, &total);
 
     } else {
-        rc = aigov_limit_usage_tokens((const char *) ctx->buf, ctx->len,
-                                      &total);
+        rc = aigov_limit_usage_scan((const char *) ctx->buf, ctx->len,
+                                    &total);
     }
 
     ctx->usage = NGX_AIGOV_LIMIT_U_DONE;
@@ -2949,6 +3030,49 @@ ngx_aigov_limit_time(ngx_conf_t *cf, ngx_str_t *arg, size_t skip,
 }
 
 
+/*
+ * key=$http_x_api_key alone: the request header X-Api-Key, found by the
+ * hash nginx computed while parsing, like $http_x_api_key would (its first
+ * occurrence) but without the variable's name comparisons.
+ */
+
+static ngx_int_t
+ngx_aigov_limit_key_header(ngx_conf_t *cf, ngx_aigov_limit_policy_t *p)
+{
+    u_char     *c;
+    ngx_str_t   name;
+
+    if (p->key_text.len <= sizeof("$http_") - 1
+        || ngx_strncasecmp(p->key_text.data, (u_char *) "$http_",
+                           sizeof("$http_") - 1) != 0)
+    {
+        return NGX_OK;
+    }
+
+    name.len = p->key_text.len - (sizeof("$http_") - 1);
+    name.data = ngx_pnalloc(cf->pool, name.len);
+    if (name.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(name.data, p->key_text.data + sizeof("$http_") - 1, name.len);
+
+    for (c = name.data; c < name.data + name.len; c++) {
+        if (*c == '_') {
+            *c = '-';
+
+        } else if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z')
+                     || (*c >= '0' && *c <= '9')))
+        {
+            /* more than one variable name: the complex value does it */
+            return NGX_OK;
+        }
+    }
+
+    return ngx_aigov_header_prepare(cf, &name, &p->key_header);
+}
+
+
 static ngx_uint_t
 ngx_aigov_limit_same(ngx_aigov_limit_policy_t *a, ngx_aigov_limit_policy_t *b)
 {
@@ -3098,6 +3222,10 @@ ngx_aigov_limit_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             ccv.complex_value = &p->key;
 
             if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+            if (ngx_aigov_limit_key_header(cf, p) != NGX_OK) {
                 return NGX_CONF_ERROR;
             }
 
@@ -3640,8 +3768,10 @@ ngx_aigov_limit_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_aigov_limit_loc_conf_t *prev = parent;
     ngx_aigov_limit_loc_conf_t *conf = child;
 
+    size_t                       len;
     ngx_str_t                   *name, *m;
     ngx_uint_t                   i, j, k;
+    aigov_limit_policy_t        *pol;
     ngx_aigov_limit_zone_t     **zp;
     ngx_aigov_limit_policy_t   **pp;
     ngx_http_aigov_loc_conf_t   *alcf;
@@ -3716,6 +3846,32 @@ ngx_aigov_limit_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
         zp[k] = pp[i]->zone;
     }
+
+    /* RateLimit-Policy when every key has a value: the same each time */
+
+    pol = ngx_palloc(cf->pool, conf->limits->nelts
+                               * sizeof(aigov_limit_policy_t));
+    if (pol == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 0; i < conf->limits->nelts; i++) {
+        pol[i].name.data = (const char *) pp[i]->name.data;
+        pol[i].name.len = pp[i]->name.len;
+        pol[i].spec = &pp[i]->spec;
+        pol[i].result = NULL;
+    }
+
+    len = conf->limits->nelts * (2 * AIGOV_LIMIT_NAME_MAX + 64) + 1;
+
+    conf->policy.data = ngx_pnalloc(cf->pool, len);
+    if (conf->policy.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    conf->policy.len = aigov_limit_format_policy((char *) conf->policy.data,
+                                                 len, pol,
+                                                 conf->limits->nelts);
 
     /* which models the limits apply to, for the status document */
 

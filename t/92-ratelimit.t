@@ -419,6 +419,18 @@ is statuses(2, '/basic/x', 'X-Srv' => 'i2'), '200 200', 'a location with its own
     ok $left >= 498 && $left <= 500, "SSE: the stream's 500 tokens were charged ($left left)";
 }
 
+# --- tokens: a body that comes in several buffers ------------------------------
+
+{
+    my @k = ('X-Key' => 'chunks', 'X-Fixture-Tokens' => '70,30', 'X-Pad' => 'q' x 7000);
+    my $r1 = chat_req('/tok/v1/chat/completions', @k);
+    is $r1->{status}, 200, 'a 7k body: passes';
+    ok length($r1->{body}) > 7000, 'a 7k body: complete (' . length($r1->{body}) . ' bytes)';
+    my $r2 = chat_req('/tok/v1/chat/completions', @k);
+    my $left = h($r2, 'x-ratelimit-remaining-tokens');
+    ok $left >= 898 && $left <= 900, "a 7k body: its usage was read across buffers ($left left)";
+}
+
 # --- tokens: a body too large to read keeps the estimate -----------------------
 
 {
