@@ -1623,6 +1623,32 @@ aigov_limit_scan_literal(aigov_limit_scan_t *s, const char *lit, size_t n)
 }
 
 
+/*
+ * After a member or an element: the container closes (AIGOV_SCAN_VALUE),
+ * goes on after a comma (0), or is not JSON (-1).
+ */
+static int
+aigov_limit_scan_next(aigov_limit_scan_t *s, char close)
+{
+    aigov_limit_scan_ws(s);
+
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        return AIGOV_SCAN_VALUE;
+    }
+
+    if (s->p >= s->end || *s->p != ',') {
+        s->unsure = 1;
+        return -1;
+    }
+
+    s->p++;
+    aigov_limit_scan_ws(s);
+
+    return 0;
+}
+
+
 static int
 aigov_limit_scan_object(aigov_limit_scan_t *s, int depth, int what,
     int64_t *counts)
@@ -1726,25 +1752,11 @@ aigov_limit_scan_object(aigov_limit_scan_t *s, int depth, int what,
             }
         }
 
-        aigov_limit_scan_ws(s);
+        rc = aigov_limit_scan_next(s, '}');
 
-        if (s->p >= s->end) {
-            s->unsure = 1;
-            return -1;
+        if (rc != 0) {
+            return rc;
         }
-
-        if (*s->p == '}') {
-            s->p++;
-            return AIGOV_SCAN_VALUE;
-        }
-
-        if (*s->p != ',') {
-            s->unsure = 1;
-            return -1;
-        }
-
-        s->p++;
-        aigov_limit_scan_ws(s);
     }
 }
 
@@ -1752,6 +1764,7 @@ aigov_limit_scan_object(aigov_limit_scan_t *s, int depth, int what,
 static int
 aigov_limit_scan_array(aigov_limit_scan_t *s, int depth)
 {
+    int      rc;
     int64_t  num;
 
     s->p++;     /* '[' */
@@ -1769,25 +1782,11 @@ aigov_limit_scan_array(aigov_limit_scan_t *s, int depth)
             return -1;
         }
 
-        aigov_limit_scan_ws(s);
+        rc = aigov_limit_scan_next(s, ']');
 
-        if (s->p >= s->end) {
-            s->unsure = 1;
-            return -1;
+        if (rc != 0) {
+            return rc;
         }
-
-        if (*s->p == ']') {
-            s->p++;
-            return AIGOV_SCAN_VALUE;
-        }
-
-        if (*s->p != ',') {
-            s->unsure = 1;
-            return -1;
-        }
-
-        s->p++;
-        aigov_limit_scan_ws(s);
     }
 }
 
