@@ -258,7 +258,7 @@ $ng->mark;
     is_deeply [map { $_->{status} } @r], [200, 200, 200, 429], 'burst=3: three pass, the fourth is refused';
     is h($r[1], 'RateLimit'), '"basic";r=1;t=1', 'second: 1 left';
     is h($r[2], 'RateLimit'), '"basic";r=0;t=1', 'third: 0 left';
-    like h($r[2], 'x-ratelimit-reset-requests'), qr/^(?:[5-9]\d\d)ms$/, 'third: full again in about 600ms';
+    like h($r[2], 'x-ratelimit-reset-requests'), qr/^(?:[3-6]\d\d)ms$/, 'third: full again in about 600ms';
 
     my $x = $r[3];
     is h($x, 'Content-Type'), 'application/problem+json', '429 is a problem document';
@@ -500,7 +500,7 @@ is statuses(2, '/basic/x', 'X-Srv' => 'i2'), '200 200', 'a location with its own
     is h($r[1], 'X-Limit-Policy'), 'dry', 'dry run: $aigov_limit_policy';
     ok !defined h($r[1], 'Retry-After'), 'dry run: no Retry-After';
     is h($r[1], 'RateLimit'), '"dry";r=0;t=60', 'dry run: RateLimit says what is left';
-    my @lines = grep { /aigov_limit "dry" would reject the request: 1r\/m, 0 left, retry after [\d.]+s, dry run/ }
+    my @lines = grep { /aigov_limit "dry" would reject the request: 1r\/m, 0 left, retry after \S+, dry run/ }
         $ng->error_log_lines;
     is scalar(@lines), 2, 'dry run: each would-be refusal is logged';
     like $lines[0], qr/\[warn\]/, 'dry run: at the log level (warn by default)';
