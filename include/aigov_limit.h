@@ -435,6 +435,18 @@ size_t aigov_limit_format_uint(char *buf, size_t size, uint64_t v);
 int aigov_limit_usage_tokens(const char *json, size_t len, uint64_t *total);
 
 /*
+ * The same answer for a whole response body, about ten times cheaper: one
+ * pass over the text reads the counts without building a document; what
+ * it is not sure to judge as jansson would (escaped keys, \u0000, invalid
+ * UTF-8, huge numbers, deep nesting, text that is not JSON) goes to
+ * aigov_limit_usage_tokens().  Same rc, same *total, for any input.
+ */
+int aigov_limit_usage_scan(const char *json, size_t len, uint64_t *total);
+
+/* How many scans went to jansson (per process; for tests and profiling). */
+extern uint64_t  aigov_limit_scan_fallbacks;
+
+/*
  * Incremental scanner of a text/event-stream body.  Feed it the body in
  * chunks split anywhere; it assembles the "data" of each event (lines
  * ended by LF, CRLF or CR, events by a blank line, several data lines

@@ -1296,6 +1296,610 @@ aigov_limit_usage_tokens(const char *json, size_t len, uint64_t *total)
 }
 
 
+/*
+ * aigov_limit_usage_scan(): the answer of aigov_limit_usage_tokens() for a
+ * whole response body without building a document: a recursive descent
+ * over the text that validates it as it goes and keeps only the counts of
+ * the top-level "usage" and of "response"."usage".  jansson costs about
+ * 40000 instructions for a 200-byte chat completion (an allocation per
+ * value); this, about 3000.
+ *
+ * Whatever the scanner is not sure to judge as jansson would -- escapes
+ * in the keys it compares, \u0000 and lone surrogates, bytes that are not
+ * well-formed UTF-8, control characters, integers of 19 digits or more,
+ * reals that might overflow, nesting deeper than 64, anything that is not
+ * JSON -- it hands to aigov_limit_usage_tokens().  So the results are the
+ * same for every input (tests/test_limit.c, tests/fuzz/fuzz_limit_usage.c).
+ */
+
+#define AIGOV_SCAN_DEPTH    64
+
+#define AIGOV_SCAN_OTHER    0   /* what an object is to the scanner */
+#define AIGOV_SCAN_ROOT     1
+#define AIGOV_SCAN_RESPONSE 2
+#define AIGOV_SCAN_USAGE    3
+
+#define AIGOV_SCAN_INT      1   /* what a value was */
+#define AIGOV_SCAN_VALUE    2
+
+#define AIGOV_SCAN_FIELDS   5
+
+typedef struct {
+    const char  *p;
+    const char  *end;
+    int          unsure;
+    int          usage;         /* the last top-level "usage" is an object */
+    int          response;      /* the last "response" is an object */
+    int          response_usage;    /* and its last "usage" too */
+    int64_t      u[AIGOV_SCAN_FIELDS];
+    int64_t      ru[AIGOV_SCAN_FIELDS];
+} aigov_limit_scan_t;
+
+
+uint64_t  aigov_limit_scan_fallbacks;
+
+
+static const char  *aigov_limit_scan_fields[AIGOV_SCAN_FIELDS] = {
+    "total_tokens", "prompt_tokens", "completion_tokens", "input_tokens",
+    "output_tokens"
+};
+
+
+static int aigov_limit_scan_value(aigov_limit_scan_t *s, int depth,
+    int what, int64_t *counts, int64_t *num);
+
+
+static void
+aigov_limit_scan_ws(aigov_limit_scan_t *s)
+{
+    while (s->p < s->end
+           && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n'
+               || *s->p == '\r'))
+    {
+        s->p++;
+    }
+}
+
+
+static int
+aigov_limit_scan_hex(const char *p)
+{
+    int  i, v;
+    char c;
+
+    v = 0;
+
+    for (i = 0; i < 4; i++) {
+        c = p[i];
+        v <<= 4;
+
+        if (c >= '0' && c <= '9') {
+            v |= c - '0';
+
+        } else if (c >= 'a' && c <= 'f') {
+            v |= c - 'a' + 10;
+
+        } else if (c >= 'A' && c <= 'F') {
+            v |= c - 'A' + 10;
+
+        } else {
+            return -1;
+        }
+    }
+
+    return v;
+}
+
+
+/* bytes that need no look inside a string: 0x20..0x7f but '"' and '\\' */
+static const unsigned char  aigov_limit_scan_plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,     /* 0x00 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,     /* 0x10 */
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,     /* 0x20 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,     /* 0x30 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,     /* 0x40 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,     /* 0x50 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,     /* 0x60 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1      /* 0x70 */
+    /* 0x80..0xff: 0, checked as UTF-8 */
+};
+
+
+/* A string at s->p (its opening quote).  *escaped: it had an escape. */
+static int
+aigov_limit_scan_string(aigov_limit_scan_t *s, const char **str,
+    size_t *len, int *escaped)
+{
+    int                   n, u;
+    const unsigned char  *p, *end, *start;
+
+    p = (const unsigned char *) s->p + 1;
+    end = (const unsigned char *) s->end;
+    start = p;
+    *escaped = 0;
+
+    while (p < end) {
+
+        /* the bulk of a response: printable ASCII */
+        while (aigov_limit_scan_plain[*p]) {
+            if (++p == end) {
+                goto unsure;
+            }
+        }
+
+        if (*p == '"') {
+            *str = (const char *) start;
+            *len = (size_t) (p - start);
+            s->p = (const char *) p + 1;
+            return 0;
+        }
+
+        if (*p == '\\') {
+            *escaped = 1;
+
+            if (p + 1 >= end) {
+                break;
+            }
+
+            switch (p[1]) {
+            case '"': case '\\': case '/': case 'b': case 'f': case 'n':
+            case 'r': case 't':
+                p += 2;
+                continue;
+
+            case 'u':
+                if (end - p < 6) {
+                    goto unsure;
+                }
+
+                u = aigov_limit_scan_hex((const char *) p + 2);
+
+                if (u <= 0 || (u >= 0xd800 && u <= 0xdfff)) {
+                    /* invalid, NUL, surrogates: jansson judges */
+                    goto unsure;
+                }
+
+                p += 6;
+                continue;
+
+            default:
+                goto unsure;
+            }
+        }
+
+        if (*p < 0x20) {
+            goto unsure;
+        }
+
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+
+        /* well-formed UTF-8 only (RFC 3629, table 3-7 of Unicode) */
+
+        if (*p >= 0xc2 && *p <= 0xdf) {
+            n = 2;
+
+        } else if (*p >= 0xe0 && *p <= 0xef) {
+            n = 3;
+
+        } else if (*p >= 0xf0 && *p <= 0xf4) {
+            n = 4;
+
+        } else {
+            goto unsure;
+        }
+
+        if (end - p < n) {
+            goto unsure;
+        }
+
+        if ((*p == 0xe0 && p[1] < 0xa0) || (*p == 0xed && p[1] > 0x9f)
+            || (*p == 0xf0 && p[1] < 0x90) || (*p == 0xf4 && p[1] > 0x8f))
+        {
+            goto unsure;
+        }
+
+        for (u = 1; u < n; u++) {
+            if (p[u] < 0x80 || p[u] > 0xbf) {
+                goto unsure;
+            }
+        }
+
+        p += n;
+    }
+
+unsure:
+
+    s->unsure = 1;
+    return -1;
+}
+
+
+/* A number: AIGOV_SCAN_INT with *num for an integer that surely fits. */
+static int
+aigov_limit_scan_number(aigov_limit_scan_t *s, int64_t *num)
+{
+    int          neg, digits, frac, exp;
+    int64_t      v;
+    const char  *p, *end;
+
+    p = s->p;
+    end = s->end;
+    neg = 0;
+    digits = 0;
+    frac = 0;
+    exp = 0;
+    v = 0;
+
+    if (*p == '-') {
+        neg = 1;
+        p++;
+    }
+
+    if (p < end && *p == '0') {
+        p++;
+        digits = 1;
+
+    } else {
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (digits < 18) {
+                v = v * 10 + (*p - '0');
+            }
+
+            digits++;
+            p++;
+        }
+    }
+
+    if (digits == 0) {
+        goto unsure;
+    }
+
+    if (p < end && *p == '.') {
+        p++;
+
+        while (p < end && *p >= '0' && *p <= '9') {
+            frac++;
+            p++;
+        }
+
+        if (frac == 0) {
+            goto unsure;
+        }
+    }
+
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+
+        if (p < end && (*p == '+' || *p == '-')) {
+            p++;
+        }
+
+        while (p < end && *p >= '0' && *p <= '9') {
+            exp++;
+            p++;
+        }
+
+        if (exp == 0) {
+            goto unsure;
+        }
+    }
+
+    if (digits > 18 || exp > 2 || ((frac || exp) && digits + frac > 30)) {
+        /* overflow: jansson refuses a too big integer or real */
+        goto unsure;
+    }
+
+    s->p = p;
+
+    if (frac || exp) {
+        return AIGOV_SCAN_VALUE;
+    }
+
+    *num = neg ? -v : v;
+
+    return AIGOV_SCAN_INT;
+
+unsure:
+
+    s->unsure = 1;
+    return -1;
+}
+
+
+static int
+aigov_limit_scan_literal(aigov_limit_scan_t *s, const char *lit, size_t n)
+{
+    if ((size_t) (s->end - s->p) < n || memcmp(s->p, lit, n) != 0) {
+        s->unsure = 1;
+        return -1;
+    }
+
+    s->p += n;
+
+    return AIGOV_SCAN_VALUE;
+}
+
+
+/*
+ * After a member or an element: the container closes (AIGOV_SCAN_VALUE),
+ * goes on after a comma (0), or is not JSON (-1).
+ */
+static int
+aigov_limit_scan_next(aigov_limit_scan_t *s, char close)
+{
+    aigov_limit_scan_ws(s);
+
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        return AIGOV_SCAN_VALUE;
+    }
+
+    if (s->p >= s->end || *s->p != ',') {
+        s->unsure = 1;
+        return -1;
+    }
+
+    s->p++;
+    aigov_limit_scan_ws(s);
+
+    return 0;
+}
+
+
+static int
+aigov_limit_scan_object(aigov_limit_scan_t *s, int depth, int what,
+    int64_t *counts)
+{
+    int          i, rc, escaped, child;
+    size_t       klen;
+    int64_t      num, *cc;
+    const char  *key;
+
+    s->p++;     /* '{' */
+    aigov_limit_scan_ws(s);
+
+    if (s->p < s->end && *s->p == '}') {
+        s->p++;
+        return AIGOV_SCAN_VALUE;
+    }
+
+    for ( ;; ) {
+        if (s->p >= s->end || *s->p != '"'
+            || aigov_limit_scan_string(s, &key, &klen, &escaped) != 0)
+        {
+            s->unsure = 1;
+            return -1;
+        }
+
+        if (escaped && what != AIGOV_SCAN_OTHER) {
+            /* "us\u0061ge" is "usage": not ours to decode */
+            s->unsure = 1;
+            return -1;
+        }
+
+        aigov_limit_scan_ws(s);
+
+        if (s->p >= s->end || *s->p != ':') {
+            s->unsure = 1;
+            return -1;
+        }
+
+        s->p++;
+        aigov_limit_scan_ws(s);
+
+        if (s->p >= s->end) {
+            s->unsure = 1;
+            return -1;
+        }
+
+        child = AIGOV_SCAN_OTHER;
+        cc = NULL;
+
+        if (what == AIGOV_SCAN_ROOT && klen == 5
+            && memcmp(key, "usage", 5) == 0)
+        {
+            /* the last one wins, as in jansson */
+            s->usage = (*s->p == '{');
+
+            if (s->usage) {
+                child = AIGOV_SCAN_USAGE;
+                cc = s->u;
+            }
+
+        } else if (what == AIGOV_SCAN_ROOT && klen == 8
+                   && memcmp(key, "response", 8) == 0)
+        {
+            s->response = (*s->p == '{');
+            s->response_usage = 0;
+
+            if (s->response) {
+                child = AIGOV_SCAN_RESPONSE;
+            }
+
+        } else if (what == AIGOV_SCAN_RESPONSE && klen == 5
+                   && memcmp(key, "usage", 5) == 0)
+        {
+            s->response_usage = (*s->p == '{');
+
+            if (s->response_usage) {
+                child = AIGOV_SCAN_USAGE;
+                cc = s->ru;
+            }
+        }
+
+        if (cc) {
+            for (i = 0; i < AIGOV_SCAN_FIELDS; i++) {
+                cc[i] = -1;
+            }
+        }
+
+        rc = aigov_limit_scan_value(s, depth + 1, child, cc, &num);
+
+        if (rc < 0) {
+            return -1;
+        }
+
+        if (what == AIGOV_SCAN_USAGE) {
+            for (i = 0; i < AIGOV_SCAN_FIELDS; i++) {
+                if (strlen(aigov_limit_scan_fields[i]) == klen
+                    && memcmp(aigov_limit_scan_fields[i], key, klen) == 0)
+                {
+                    counts[i] = (rc == AIGOV_SCAN_INT && num >= 0) ? num : -1;
+                }
+            }
+        }
+
+        rc = aigov_limit_scan_next(s, '}');
+
+        if (rc != 0) {
+            return rc;
+        }
+    }
+}
+
+
+static int
+aigov_limit_scan_array(aigov_limit_scan_t *s, int depth)
+{
+    int      rc;
+    int64_t  num;
+
+    s->p++;     /* '[' */
+    aigov_limit_scan_ws(s);
+
+    if (s->p < s->end && *s->p == ']') {
+        s->p++;
+        return AIGOV_SCAN_VALUE;
+    }
+
+    for ( ;; ) {
+        if (aigov_limit_scan_value(s, depth + 1, AIGOV_SCAN_OTHER, NULL, &num)
+            < 0)
+        {
+            return -1;
+        }
+
+        rc = aigov_limit_scan_next(s, ']');
+
+        if (rc != 0) {
+            return rc;
+        }
+    }
+}
+
+
+static int
+aigov_limit_scan_value(aigov_limit_scan_t *s, int depth, int what,
+    int64_t *counts, int64_t *num)
+{
+    int          escaped;
+    size_t       len;
+    const char  *str;
+
+    if (depth > AIGOV_SCAN_DEPTH || s->p >= s->end) {
+        s->unsure = 1;
+        return -1;
+    }
+
+    switch (*s->p) {
+
+    case '{':
+        return aigov_limit_scan_object(s, depth, what, counts);
+
+    case '[':
+        return aigov_limit_scan_array(s, depth);
+
+    case '"':
+        return aigov_limit_scan_string(s, &str, &len, &escaped) == 0
+               ? AIGOV_SCAN_VALUE : -1;
+
+    case 't':
+        return aigov_limit_scan_literal(s, "true", 4);
+
+    case 'f':
+        return aigov_limit_scan_literal(s, "false", 5);
+
+    case 'n':
+        return aigov_limit_scan_literal(s, "null", 4);
+
+    default:
+        if (*s->p == '-' || (*s->p >= '0' && *s->p <= '9')) {
+            return aigov_limit_scan_number(s, num);
+        }
+
+        s->unsure = 1;
+        return -1;
+    }
+}
+
+
+int
+aigov_limit_usage_scan(const char *json, size_t len, uint64_t *total)
+{
+    int                  rc;
+    int64_t              num, *c;
+    aigov_limit_scan_t   s;
+
+    memset(&s, 0, sizeof(aigov_limit_scan_t));
+    s.p = json;
+    s.end = json + len;
+
+    aigov_limit_scan_ws(&s);
+
+    if (s.p < s.end && (*s.p == '{' || *s.p == '[')) {
+        rc = aigov_limit_scan_value(&s, 1, AIGOV_SCAN_ROOT, NULL, &num);
+
+        if (rc >= 0) {
+            aigov_limit_scan_ws(&s);
+
+            if (s.p != s.end) {
+                s.unsure = 1;   /* jansson: "end of file expected" */
+            }
+        }
+
+    } else {
+        s.unsure = 1;
+    }
+
+    if (s.unsure) {
+        aigov_limit_scan_fallbacks++;
+        return aigov_limit_usage_tokens(json, len, total);
+    }
+
+    if (s.usage) {
+        c = s.u;
+
+    } else if (s.response && s.response_usage) {
+        c = s.ru;
+
+    } else {
+        return AIGOV_DECLINED;
+    }
+
+    if (c[0] >= 0) {
+        *total = (uint64_t) c[0];
+        return AIGOV_OK;
+    }
+
+    if (c[1] >= 0 || c[2] >= 0) {
+        *total = (uint64_t) (c[1] < 0 ? 0 : c[1])
+                 + (uint64_t) (c[2] < 0 ? 0 : c[2]);
+        return AIGOV_OK;
+    }
+
+    if (c[3] >= 0 || c[4] >= 0) {
+        *total = (uint64_t) (c[3] < 0 ? 0 : c[3])
+                 + (uint64_t) (c[4] < 0 ? 0 : c[4]);
+        return AIGOV_OK;
+    }
+
+    return AIGOV_DECLINED;
+}
+
+
 /* scanner states */
 #define AIGOV_SSE_START     0   /* at the start of a line */
 #define AIGOV_SSE_NAME      1   /* in a field name */

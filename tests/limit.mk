@@ -10,9 +10,10 @@
 #   make -C tests run-valgrind-test_limit
 #   make -C tests run-fuzz_limit_spec FUZZ_SECONDS=60
 #   make -C tests run-fuzz_limit_sse FUZZ_SECONDS=60
+#   make -C tests run-fuzz_limit_usage FUZZ_SECONDS=60
 
 CORE_SRCS  += $(MODDIR)/aigov_limit.c
 
 TESTS      += test_limit
 
-FUZZERS    += fuzz_limit_spec fuzz_limit_sse
+FUZZERS    += fuzz_limit_spec fuzz_limit_sse fuzz_limit_usage

@@ -2366,13 +2366,17 @@ test_header_uint(void **state)
 /* usage                                                                     */
 /* ------------------------------------------------------------------------ */
 
+/* every case holds for the jansson reader and for the scanner alike */
 static uint64_t
 usage_ok(const char *json, size_t len)
 {
-    uint64_t  t;
+    uint64_t  t, t2;
 
     t = 0xdeadbeef;
+    t2 = 0xdeadbeef;
     assert_int_equal(aigov_limit_usage_tokens(json, len, &t), AIGOV_OK);
+    assert_int_equal(aigov_limit_usage_scan(json, len, &t2), AIGOV_OK);
+    assert_true(t == t2);
 
     return t;
 }
@@ -2386,6 +2390,29 @@ usage_is(const char *json, size_t len, int rc)
     t = 0xdeadbeef;
     assert_int_equal(aigov_limit_usage_tokens(json, len, &t), rc);
     assert_true(t == 0xdeadbeef);
+    assert_int_equal(aigov_limit_usage_scan(json, len, &t), rc);
+    assert_true(t == 0xdeadbeef);
+}
+
+
+/* aigov_limit_usage_scan() answers what aigov_limit_usage_tokens() does */
+static void
+usage_same(const char *json, size_t len)
+{
+    int       rc1, rc2;
+    uint64_t  t1, t2;
+
+    t1 = 0xdeadbeef;
+    t2 = 0xdeadbeef;
+    rc1 = aigov_limit_usage_tokens(json, len, &t1);
+    rc2 = aigov_limit_usage_scan(json, len, &t2);
+
+    if (rc1 != rc2 || t1 != t2) {
+        print_error("usage of \"%.*s\": jansson %d %llu, scan %d %llu\n",
+                    (int) len, json, rc1, (unsigned long long) t1, rc2,
+                    (unsigned long long) t2);
+        fail();
+    }
 }
 
 
@@ -2506,6 +2533,164 @@ test_usage_respects_len(void **state)
     (void) state;
 
     assert_int_equal(usage_ok(body, sizeof(body) - 1 - 7), 5);
+}
+
+
+static void
+test_usage_scan_same(void **state)
+{
+    int        i;
+    char      *deep;
+    size_t     n;
+    uint64_t   before, t;
+
+    static const char  *cases[] = {
+        /* what a chat completion looks like */
+        "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"created\":17,"
+        "\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"message\":"
+        "{\"role\":\"assistant\",\"content\":\"Hi \\\"there\\\"\\n\","
+        "\"refusal\":null},\"logprobs\":null,\"finish_reason\":\"stop\"}],"
+        "\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":12,"
+        "\"total_tokens\":21,\"prompt_tokens_details\":{\"cached_tokens\":0,"
+        "\"audio_tokens\":0}},\"system_fingerprint\":\"fp_1\"}",
+        " \t\r\n{ \"usage\" : { \"total_tokens\" : 21 } } \n",
+        /* the last duplicate wins, as in jansson */
+        "{\"usage\":{\"total_tokens\":5},\"usage\":null}",
+        "{\"usage\":null,\"usage\":{\"total_tokens\":5}}",
+        "{\"usage\":{\"total_tokens\":5,\"total_tokens\":\"x\"}}",
+        "{\"usage\":{\"total_tokens\":\"x\",\"total_tokens\":6}}",
+        "{\"response\":{\"usage\":{\"total_tokens\":4}},\"response\":null}",
+        "{\"response\":null,\"response\":{\"usage\":{\"total_tokens\":4}}}",
+        "{\"response\":{\"usage\":{\"total_tokens\":4},\"usage\":1}}",
+        /* where "usage" counts and where it does not */
+        "{\"response\":{\"usage\":{\"input_tokens\":1,\"output_tokens\":2}},"
+        "\"usage\":5}",
+        "{\"usage\":{\"usage\":{\"total_tokens\":3},\"prompt_tokens\":1}}",
+        "{\"a\":{\"usage\":{\"total_tokens\":3}}}",
+        "{\"a\":{\"response\":{\"usage\":{\"total_tokens\":3}}}}",
+        "{\"choices\":[{\"usage\":{\"total_tokens\":3}}]}",
+        "[{\"usage\":{\"total_tokens\":1}}]",
+        "[]",
+        "{}",
+        "{\"usage\":{}}",
+        "{\"usage\":[]}",
+        "{\"usage\":\"{\\\"total_tokens\\\":3}\"}",
+        "{\"x\":\"\\\"usage\\\":{\\\"total_tokens\\\":3}\"}",
+        /* numbers */
+        "{\"usage\":{\"total_tokens\":-0}}",
+        "{\"usage\":{\"total_tokens\":-3,\"prompt_tokens\":2}}",
+        "{\"usage\":{\"total_tokens\":1e2,\"prompt_tokens\":1.5}}",
+        "{\"usage\":{\"total_tokens\":1E+2,\"input_tokens\":0.0}}",
+        "{\"usage\":{\"total_tokens\":123456789012345678}}",
+        "{\"usage\":{\"total_tokens\":1234567890123456789}}",
+        "{\"usage\":{\"total_tokens\":9223372036854775807}}",
+        "{\"usage\":{\"total_tokens\":9223372036854775808}}",
+        "{\"usage\":{\"total_tokens\":12345678901234567890}}",
+        "{\"usage\":{\"total_tokens\":1e999}}",
+        "{\"usage\":{\"total_tokens\":1e-999}}",
+        "{\"usage\":{\"total_tokens\":0.000000000000000000000000000000001}}",
+        "{\"usage\":{\"total_tokens\":01}}",
+        "{\"usage\":{\"total_tokens\":1.}}",
+        "{\"usage\":{\"total_tokens\":.5}}",
+        "{\"usage\":{\"total_tokens\":-}}",
+        "{\"usage\":{\"total_tokens\":+1}}",
+        "{\"usage\":{\"total_tokens\":1e}}",
+        "{\"usage\":{\"total_tokens\":true,\"prompt_tokens\":false,"
+        "\"completion_tokens\":null}}",
+        /* strings and escapes */
+        "{\"us\\u0061ge\":{\"total_tokens\":7}}",
+        "{\"usage\":{\"total\\u005ftokens\":7}}",
+        "{\"c\":\"\\ud83d\\ude00\",\"usage\":{\"total_tokens\":8}}",
+        "{\"c\":\"\\ud800\",\"usage\":{\"total_tokens\":8}}",
+        "{\"c\":\"\\udc00\\ud800\",\"usage\":{\"total_tokens\":8}}",
+        "{\"c\":\"\\u0000\",\"usage\":{\"total_tokens\":8}}",
+        "{\"c\":\"\\u00e9\\/\\b\\f\\r\\t\",\"usage\":{\"total_tokens\":8}}",
+        "{\"c\":\"\\x\",\"usage\":{\"total_tokens\":8}}",
+        "{\"c\":\"\\u12\",\"usage\":{\"total_tokens\":8}}",
+        "{\"c\":\"\\u12G4\",\"usage\":{\"total_tokens\":8}}",
+        "{\"c\":\"tab\there\",\"usage\":{\"total_tokens\":8}}",
+        "{\"c\":\"h\xc3\xa9llo \xe6\xbc\xa2 \xf0\x9f\x98\x80\","
+        "\"usage\":{\"total_tokens\":9}}",
+        "{\"c\":\"\xff\",\"usage\":{\"total_tokens\":9}}",
+        "{\"c\":\"\xc0\xaf\",\"usage\":{\"total_tokens\":9}}",
+        "{\"c\":\"\xe0\x80\xaf\",\"usage\":{\"total_tokens\":9}}",
+        "{\"c\":\"\xed\xa0\x80\",\"usage\":{\"total_tokens\":9}}",
+        "{\"c\":\"\xf4\x90\x80\x80\",\"usage\":{\"total_tokens\":9}}",
+        "{\"c\":\"\xf0\x9f\x98\",\"usage\":{\"total_tokens\":9}}",
+        "{\"c\":\"\xe2\x82\",\"usage\":{\"total_tokens\":9}}",
+        /* not JSON */
+        "",
+        " ",
+        "{",
+        "}",
+        "{\"usage\":",
+        "{\"usage\":{\"total_tokens\":1}",
+        "{\"usage\":{\"total_tokens\":1}} x",
+        "{\"usage\":{\"total_tokens\":1}}{}",
+        "{\"a\":1,}",
+        "{,\"a\":1}",
+        "{\"a\" 1}",
+        "{\"a\":tru}",
+        "{\"a\":nul}",
+        "{\"a\":falsey}",
+        "{a:1}",
+        "[1,]",
+        "[1 2]",
+        "\"usage\"",
+        "42",
+        "null",
+        "[DONE]",
+        "{\"usage\":{\"total_tokens\":5}\x00}",
+        "{\"usage\":{\"total_tokens\":5}}\x00",
+    };
+
+    (void) state;
+
+    for (i = 0; i < (int) (sizeof(cases) / sizeof(cases[0])); i++) {
+        usage_same(cases[i], strlen(cases[i]));
+    }
+
+    /* NUL bytes inside the length */
+    usage_same(S("{\"usage\":{\"total_tokens\":5}\0}"));
+    usage_same(S("{\"c\":\"a\0b\",\"usage\":{\"total_tokens\":5}}"));
+
+    /* every prefix of a completion: all but the whole are not JSON */
+    for (n = 0; n <= strlen(cases[0]); n++) {
+        usage_same(cases[0], n);
+    }
+
+    /* nesting: the scanner stops at 64 levels, jansson at 2048 */
+    for (n = 60; n <= 70; n++) {
+        deep = malloc(2 * n + 64);
+        assert_non_null(deep);
+
+        i = sprintf(deep, "{\"usage\":{\"total_tokens\":3},\"x\":");
+        memset(deep + i, '[', n);
+        memset(deep + i + n, ']', n);
+        strcpy(deep + i + 2 * n, "}");
+
+        usage_same(deep, strlen(deep));
+        free(deep);
+    }
+
+    /* valid JSON without escaped keys and the like needs no jansson */
+    before = aigov_limit_scan_fallbacks;
+
+    for (i = 0; i < 21; i++) {
+        /* the first 21 cases: no escaped key, no huge number */
+        (void) aigov_limit_usage_scan(cases[i], strlen(cases[i]), &t);
+    }
+
+    (void) aigov_limit_usage_scan(S("[1,-2.5e-3,true,false,null,\"\xc3\xa9\","
+                                    "{\"a\":[]},\"\\u00e9\\ud83d\\ude00\"]"),
+                                  &t);
+    assert_true(aigov_limit_scan_fallbacks == before + 1);  /* the pair */
+
+    before = aigov_limit_scan_fallbacks;
+    (void) aigov_limit_usage_scan(S("{\"us\\u0061ge\":{\"total_tokens\":7}}"),
+                                  &t);
+    (void) aigov_limit_usage_scan(S("{\"a\":1,}"), &t);
+    assert_true(aigov_limit_scan_fallbacks == before + 2);
 }
 
 
@@ -2980,6 +3165,7 @@ main(void)
         cmocka_unit_test(test_usage_absent),
         cmocka_unit_test(test_usage_not_json),
         cmocka_unit_test(test_usage_respects_len),
+        cmocka_unit_test(test_usage_scan_same),
 
         /* SSE */
         cmocka_unit_test(test_sse_usage_from_last_chunk),
