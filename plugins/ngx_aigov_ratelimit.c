@@ -575,9 +575,10 @@ ngx_aigov_limit_create_ctx(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
     ngx_aigov_limit_loc_conf_t *llcf)
 {
     u_char                     *p;
-    ngx_str_t                   val;
+    ngx_str_t                   val, hval;
     ngx_uint_t                  i;
     ngx_md5_t                   md5;
+    ngx_aigov_header_t         *kh;
     ngx_pool_cleanup_t         *cln;
     ngx_aigov_limit_ctx_t      *ctx;
     ngx_aigov_limit_item_t     *it;
@@ -599,6 +600,8 @@ ngx_aigov_limit_create_ctx(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
     }
 
     lp = llcf->limits->elts;
+    kh = NULL;
+    ngx_str_null(&hval);
 
     for (i = 0; i < ctx->n; i++) {
         it = &ctx->items[i];
@@ -614,9 +617,21 @@ ngx_aigov_limit_create_ctx(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
 
         if (lp[i]->key_header.hash) {
             /* key=$http_NAME: nginx's header hash, not a variable lookup */
-            if (ngx_aigov_header_get(r, &lp[i]->key_header, &val) != NGX_OK) {
-                ngx_str_null(&val);
+
+            if (kh == NULL
+                || kh->lowcase.len != lp[i]->key_header.lowcase.len
+                || ngx_strncmp(kh->lowcase.data, lp[i]->key_header.lowcase.data,
+                               kh->lowcase.len) != 0)
+            {
+                /* not the header of the limit before (most often it is) */
+                kh = &lp[i]->key_header;
+
+                if (ngx_aigov_header_get(r, kh, &hval) != NGX_OK) {
+                    ngx_str_null(&hval);
+                }
             }
+
+            val = hval;
 
         } else if (ngx_http_complex_value(r, &lp[i]->key, &val) != NGX_OK) {
             return NULL;
@@ -653,7 +668,7 @@ ngx_aigov_limit_create_ctx(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
         *p++ = ':';
         ngx_memcpy(p, val.data, val.len);
 
-        it->hash = ngx_crc32_short(it->key.data, it->key.len);
+        it->hash = ngx_crc32_long(it->key.data, it->key.len);
         ctx->active++;
     }
 
@@ -1452,7 +1467,11 @@ ngx_aigov_limit_header_filter(ngx_http_request_t *r, ngx_aigov_ctx_t *actx)
         return NGX_OK;
     }
 
-    if (ngx_strlcasestrn(ct, ct + len, (u_char *) "json", 4 - 1) != NULL) {
+    /* "application/json" ends with it: looked for there first */
+
+    if ((len >= 4 && ngx_strncasecmp(ct + len - 4, (u_char *) "json", 4) == 0)
+        || ngx_strlcasestrn(ct, ct + len, (u_char *) "json", 4 - 1) != NULL)
+    {
         ctx->usage = NGX_AIGOV_LIMIT_U_JSON;
     }
 
@@ -2020,8 +2039,10 @@ ngx_aigov_limit_lookup(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
 }
 
 
+/* Takes a node out of the zone's tree and queues; its memory stays. */
+
 static void
-ngx_aigov_limit_free(ngx_aigov_limit_zone_t *zone,
+ngx_aigov_limit_unlink(ngx_aigov_limit_zone_t *zone,
     ngx_aigov_limit_node_t *node)
 {
     ngx_queue_remove(&node->queue);
@@ -2031,9 +2052,17 @@ ngx_aigov_limit_free(ngx_aigov_limit_zone_t *zone,
     }
 
     ngx_rbtree_delete(&zone->sh->rbtree, &node->node);
-    ngx_slab_free_locked(zone->shpool, node);
 
     zone->sh->nodes--;
+}
+
+
+static void
+ngx_aigov_limit_free(ngx_aigov_limit_zone_t *zone,
+    ngx_aigov_limit_node_t *node)
+{
+    ngx_aigov_limit_unlink(zone, node);
+    ngx_slab_free_locked(zone->shpool, node);
 }
 
 
@@ -2095,6 +2124,9 @@ ngx_aigov_limit_create(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
     now = (uint64_t) ngx_current_msec;
     wall = ngx_aigov_limit_wall();
 
+    size = offsetof(ngx_aigov_limit_node_t, data) + key->len;
+    node = NULL;
+
     for (i = 0; i < 2 && !ngx_queue_empty(&zone->sh->queue); i++) {
         q = ngx_queue_last(&zone->sh->queue);
         old = ngx_queue_data(q, ngx_aigov_limit_node_t, queue);
@@ -2105,13 +2137,24 @@ ngx_aigov_limit_create(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
             break;
         }
 
-        ngx_aigov_limit_free(zone, old);
+        if (node == NULL && old->len == key->len) {
+            /* as large as the new one: its memory is reused */
+            ngx_aigov_limit_unlink(zone, old);
+            node = old;
+
+        } else {
+            ngx_aigov_limit_free(zone, old);
+        }
+
         zone->sh->expired++;
     }
 
-    size = offsetof(ngx_aigov_limit_node_t, data) + key->len;
+    if (node) {
+        ngx_memzero(node, size);
 
-    node = ngx_slab_calloc_locked(zone->shpool, size);
+    } else {
+        node = ngx_slab_calloc_locked(zone->shpool, size);
+    }
 
     for (tries = 0; node == NULL && tries < NGX_AIGOV_LIMIT_EVICT_MAX; tries++)
     {
