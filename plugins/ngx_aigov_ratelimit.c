@@ -321,8 +321,6 @@ static char *ngx_aigov_limit_zone_directive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_aigov_limit_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static ngx_int_t ngx_aigov_limit_key_header(ngx_conf_t *cf,
-    ngx_aigov_limit_policy_t *p);
 static ngx_int_t ngx_aigov_limit_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static void *ngx_aigov_limit_create_main_conf(ngx_conf_t *cf);
@@ -585,7 +583,11 @@ ngx_aigov_limit_create_ctx(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
     ngx_aigov_limit_policy_t  **lp;
     u_char                      digest[16];
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_aigov_limit_ctx_t));
+    /* the items right after the context: one allocation */
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_aigov_limit_ctx_t)
+                               + llcf->limits->nelts
+                                 * sizeof(ngx_aigov_limit_item_t));
     if (ctx == NULL) {
         return NULL;
     }
@@ -593,11 +595,7 @@ ngx_aigov_limit_create_ctx(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
     ctx->request = r;
     ctx->llcf = llcf;
     ctx->n = llcf->limits->nelts;
-
-    ctx->items = ngx_pcalloc(r->pool, ctx->n * sizeof(ngx_aigov_limit_item_t));
-    if (ctx->items == NULL) {
-        return NULL;
-    }
+    ctx->items = (ngx_aigov_limit_item_t *) (ctx + 1);
 
     lp = llcf->limits->elts;
     kh = NULL;
@@ -1558,7 +1556,11 @@ ngx_aigov_limit_add_headers(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx,
             i = 0;
         }
 
-        if (h[i].hash == 0) {
+        if (h[i].hash == 0 || h[i].key.len < 9
+            || ((h[i].key.data[0] | 0x20) != 'r'
+                && (h[i].key.data[0] | 0x20) != 'x'))
+        {
+            /* all of ours begin with "RateLimit" or "x-ratelimit-" */
             continue;
         }
 
@@ -3073,49 +3075,6 @@ ngx_aigov_limit_time(ngx_conf_t *cf, ngx_str_t *arg, size_t skip,
 }
 
 
-/*
- * key=$http_x_api_key alone: the request header X-Api-Key, found by the
- * hash nginx computed while parsing, like $http_x_api_key would (its first
- * occurrence) but without the variable's name comparisons.
- */
-
-static ngx_int_t
-ngx_aigov_limit_key_header(ngx_conf_t *cf, ngx_aigov_limit_policy_t *p)
-{
-    u_char     *c;
-    ngx_str_t   name;
-
-    if (p->key_text.len <= sizeof("$http_") - 1
-        || ngx_strncasecmp(p->key_text.data, (u_char *) "$http_",
-                           sizeof("$http_") - 1) != 0)
-    {
-        return NGX_OK;
-    }
-
-    name.len = p->key_text.len - (sizeof("$http_") - 1);
-    name.data = ngx_pnalloc(cf->pool, name.len);
-    if (name.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(name.data, p->key_text.data + sizeof("$http_") - 1, name.len);
-
-    for (c = name.data; c < name.data + name.len; c++) {
-        if (*c == '_') {
-            *c = '-';
-
-        } else if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z')
-                     || (*c >= '0' && *c <= '9')))
-        {
-            /* more than one variable name: the complex value does it */
-            return NGX_OK;
-        }
-    }
-
-    return ngx_aigov_header_prepare(cf, &name, &p->key_header);
-}
-
-
 static ngx_uint_t
 ngx_aigov_limit_same(ngx_aigov_limit_policy_t *a, ngx_aigov_limit_policy_t *b)
 {
@@ -3268,7 +3227,9 @@ ngx_aigov_limit_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 return NGX_CONF_ERROR;
             }
 
-            if (ngx_aigov_limit_key_header(cf, p) != NGX_OK) {
+            if (ngx_aigov_header_variable(cf, &p->key_text, &p->key_header)
+                != NGX_OK)
+            {
                 return NGX_CONF_ERROR;
             }
 
