@@ -889,6 +889,9 @@ aigov_limit_valid_name(const char *s, size_t len)
 
 /* --- headers -------------------------------------------------------------- */
 
+#define aigov_limit_str(s)  { s, sizeof(s) - 1 }
+
+
 /* An append-only writer into a caller buffer that remembers overflows. */
 typedef struct {
     char    *p;
@@ -965,6 +968,21 @@ aigov_limit_put_sf_string(aigov_limit_out_t *o, const aigov_str_t *s)
     char    c;
 
     aigov_limit_put(o, "\"", 1);
+
+    for (i = 0; i < s->len; i++) {
+        c = s->data[i];
+
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
+            break;
+        }
+    }
+
+    if (i == s->len) {
+        /* nothing to escape, as policy names mostly are: in one go */
+        aigov_limit_put(o, s->data, s->len);
+        aigov_limit_put(o, "\"", 1);
+        return;
+    }
 
     for (i = 0; i < s->len; i++) {
         c = s->data[i];
@@ -1171,11 +1189,13 @@ aigov_limit_format_uint(char *buf, size_t size, uint64_t v)
 }
 
 
-static const char  *aigov_limit_openai_names[2][3] = {
-    { "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
-      "x-ratelimit-reset-requests" },
-    { "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
-      "x-ratelimit-reset-tokens" }
+static const aigov_str_t  aigov_limit_openai_names[2][3] = {
+    { aigov_limit_str("x-ratelimit-limit-requests"),
+      aigov_limit_str("x-ratelimit-remaining-requests"),
+      aigov_limit_str("x-ratelimit-reset-requests") },
+    { aigov_limit_str("x-ratelimit-limit-tokens"),
+      aigov_limit_str("x-ratelimit-remaining-tokens"),
+      aigov_limit_str("x-ratelimit-reset-tokens") }
 };
 
 
@@ -1206,8 +1226,7 @@ aigov_limit_format_openai(char *buf, size_t size,
     }
 
     for (i = 0; i < 3; i++) {
-        h[i].name.data = aigov_limit_openai_names[tokens][i];
-        h[i].name.len = strlen(aigov_limit_openai_names[tokens][i]);
+        h[i].name = aigov_limit_openai_names[tokens][i];
         h[i].value.data = buf + start[i];
         h[i].value.len = ((i < 2) ? start[i + 1] : o.len) - start[i];
     }
@@ -1339,9 +1358,10 @@ typedef struct {
 uint64_t  aigov_limit_scan_fallbacks;
 
 
-static const char  *aigov_limit_scan_fields[AIGOV_SCAN_FIELDS] = {
-    "total_tokens", "prompt_tokens", "completion_tokens", "input_tokens",
-    "output_tokens"
+static const aigov_str_t  aigov_limit_scan_fields[AIGOV_SCAN_FIELDS] = {
+    aigov_limit_str("total_tokens"), aigov_limit_str("prompt_tokens"),
+    aigov_limit_str("completion_tokens"), aigov_limit_str("input_tokens"),
+    aigov_limit_str("output_tokens")
 };
 
 
@@ -1349,10 +1369,11 @@ static int aigov_limit_scan_value(aigov_limit_scan_t *s, int depth,
     int what, int64_t *counts, int64_t *num);
 
 
-static void
+static inline void
 aigov_limit_scan_ws(aigov_limit_scan_t *s)
 {
-    while (s->p < s->end
+    /* '\t', '\n', '\r' and ' ' are all <= ' ': one test for most bytes */
+    while (s->p < s->end && (unsigned char) *s->p <= ' '
            && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n'
                || *s->p == '\r'))
     {
@@ -1420,7 +1441,14 @@ aigov_limit_scan_string(aigov_limit_scan_t *s, const char **str,
 
     while (p < end) {
 
-        /* the bulk of a response: printable ASCII */
+        /* the bulk of a response: printable ASCII, four bytes a turn */
+        while (end - p > 4        /* and p stays before end */
+               && aigov_limit_scan_plain[p[0]] && aigov_limit_scan_plain[p[1]]
+               && aigov_limit_scan_plain[p[2]] && aigov_limit_scan_plain[p[3]])
+        {
+            p += 4;
+        }
+
         while (aigov_limit_scan_plain[*p]) {
             if (++p == end) {
                 goto unsure;
@@ -1744,10 +1772,11 @@ aigov_limit_scan_object(aigov_limit_scan_t *s, int depth, int what,
 
         if (what == AIGOV_SCAN_USAGE) {
             for (i = 0; i < AIGOV_SCAN_FIELDS; i++) {
-                if (strlen(aigov_limit_scan_fields[i]) == klen
-                    && memcmp(aigov_limit_scan_fields[i], key, klen) == 0)
+                if (aigov_limit_scan_fields[i].len == klen
+                    && memcmp(aigov_limit_scan_fields[i].data, key, klen) == 0)
                 {
                     counts[i] = (rc == AIGOV_SCAN_INT && num >= 0) ? num : -1;
+                    break;
                 }
             }
         }

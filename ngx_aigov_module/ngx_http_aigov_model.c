@@ -552,6 +552,52 @@ ngx_aigov_header_prepare(ngx_conf_t *cf, ngx_str_t *name,
 }
 
 
+/*
+ * A value that is $http_NAME alone, such as $http_x_api_key: h for the
+ * request header X-Api-Key, found by ngx_aigov_header_get() with the hash
+ * nginx computed while parsing, like the variable would (its first
+ * occurrence) but without the variable's name comparisons.  For anything
+ * else h->hash stays 0: the complex value does it.
+ */
+
+ngx_int_t
+ngx_aigov_header_variable(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_aigov_header_t *h)
+{
+    u_char     *c;
+    ngx_str_t   name;
+
+    if (value->len <= sizeof("$http_") - 1
+        || ngx_strncasecmp(value->data, (u_char *) "$http_",
+                           sizeof("$http_") - 1) != 0)
+    {
+        return NGX_OK;
+    }
+
+    name.len = value->len - (sizeof("$http_") - 1);
+    name.data = ngx_pnalloc(cf->pool, name.len);
+    if (name.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(name.data, value->data + sizeof("$http_") - 1, name.len);
+
+    for (c = name.data; c < name.data + name.len; c++) {
+        if (*c == '_') {
+            *c = '-';
+
+        } else if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z')
+                     || (*c >= '0' && *c <= '9')))
+        {
+            /* more than one variable name */
+            return NGX_OK;
+        }
+    }
+
+    return ngx_aigov_header_prepare(cf, &name, h);
+}
+
+
 ngx_int_t
 ngx_aigov_header_get(ngx_http_request_t *r, ngx_aigov_header_t *h,
     ngx_str_t *value)

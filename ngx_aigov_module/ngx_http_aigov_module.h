@@ -177,6 +177,8 @@ ngx_aigov_model_t *ngx_http_aigov_find_model(ngx_http_aigov_main_conf_t *mcf,
 ngx_int_t ngx_http_aigov_init_models(ngx_conf_t *cf,
     ngx_http_aigov_main_conf_t *mcf);
 const char *ngx_http_aigov_decision_name(ngx_aigov_decision_e d);
+ngx_int_t ngx_aigov_header_variable(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_aigov_header_t *h);
 
 /* ngx_http_aigov_shm.c */
 char *ngx_http_aigov_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

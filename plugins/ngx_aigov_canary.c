@@ -43,6 +43,7 @@ typedef struct {
     ngx_array_t                headers;        /* ngx_aigov_canary_override_t */
     ngx_aigov_canary_override_t *cookie;
     ngx_http_complex_value_t  *sticky;
+    ngx_aigov_header_t         sticky_header;  /* $http_NAME alone */
     ngx_aigov_variant_t       *first;          /* default override target */
 } ngx_aigov_canary_conf_t;
 
@@ -193,7 +194,12 @@ ngx_aigov_canary_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
 
     ngx_str_null(&key);
 
-    if (conf->sticky) {
+    if (conf->sticky_header.hash) {
+        if (ngx_aigov_header_get(r, &conf->sticky_header, &key) != NGX_OK) {
+            ngx_str_null(&key);
+        }
+
+    } else if (conf->sticky) {
         if (ngx_http_complex_value(r, conf->sticky, &key) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -672,6 +678,15 @@ ngx_aigov_canary_sticky(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                            "request", &value[1]);
         return NGX_CONF_ERROR;
     }
+
+#if (nginx_version < 1023000)
+    /* the variable is the header's first line, as ngx_aigov_header_get() */
+    if (ngx_aigov_header_variable(cf, &value[1], &ccf->sticky_header)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+#endif
 
     return NGX_CONF_OK;
 }

@@ -321,8 +321,6 @@ static char *ngx_aigov_limit_zone_directive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_aigov_limit_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static ngx_int_t ngx_aigov_limit_key_header(ngx_conf_t *cf,
-    ngx_aigov_limit_policy_t *p);
 static ngx_int_t ngx_aigov_limit_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static void *ngx_aigov_limit_create_main_conf(ngx_conf_t *cf);
@@ -575,16 +573,21 @@ ngx_aigov_limit_create_ctx(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
     ngx_aigov_limit_loc_conf_t *llcf)
 {
     u_char                     *p;
-    ngx_str_t                   val;
+    ngx_str_t                   val, hval;
     ngx_uint_t                  i;
     ngx_md5_t                   md5;
+    ngx_aigov_header_t         *kh;
     ngx_pool_cleanup_t         *cln;
     ngx_aigov_limit_ctx_t      *ctx;
     ngx_aigov_limit_item_t     *it;
     ngx_aigov_limit_policy_t  **lp;
     u_char                      digest[16];
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_aigov_limit_ctx_t));
+    /* the items right after the context: one allocation */
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_aigov_limit_ctx_t)
+                               + llcf->limits->nelts
+                                 * sizeof(ngx_aigov_limit_item_t));
     if (ctx == NULL) {
         return NULL;
     }
@@ -592,13 +595,11 @@ ngx_aigov_limit_create_ctx(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
     ctx->request = r;
     ctx->llcf = llcf;
     ctx->n = llcf->limits->nelts;
-
-    ctx->items = ngx_pcalloc(r->pool, ctx->n * sizeof(ngx_aigov_limit_item_t));
-    if (ctx->items == NULL) {
-        return NULL;
-    }
+    ctx->items = (ngx_aigov_limit_item_t *) (ctx + 1);
 
     lp = llcf->limits->elts;
+    kh = NULL;
+    ngx_str_null(&hval);
 
     for (i = 0; i < ctx->n; i++) {
         it = &ctx->items[i];
@@ -614,9 +615,21 @@ ngx_aigov_limit_create_ctx(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
 
         if (lp[i]->key_header.hash) {
             /* key=$http_NAME: nginx's header hash, not a variable lookup */
-            if (ngx_aigov_header_get(r, &lp[i]->key_header, &val) != NGX_OK) {
-                ngx_str_null(&val);
+
+            if (kh == NULL
+                || kh->lowcase.len != lp[i]->key_header.lowcase.len
+                || ngx_strncmp(kh->lowcase.data, lp[i]->key_header.lowcase.data,
+                               kh->lowcase.len) != 0)
+            {
+                /* not the header of the limit before (most often it is) */
+                kh = &lp[i]->key_header;
+
+                if (ngx_aigov_header_get(r, kh, &hval) != NGX_OK) {
+                    ngx_str_null(&hval);
+                }
             }
+
+            val = hval;
 
         } else if (ngx_http_complex_value(r, &lp[i]->key, &val) != NGX_OK) {
             return NULL;
@@ -653,7 +666,7 @@ ngx_aigov_limit_create_ctx(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
         *p++ = ':';
         ngx_memcpy(p, val.data, val.len);
 
-        it->hash = ngx_crc32_short(it->key.data, it->key.len);
+        it->hash = ngx_crc32_long(it->key.data, it->key.len);
         ctx->active++;
     }
 
@@ -1452,7 +1465,11 @@ ngx_aigov_limit_header_filter(ngx_http_request_t *r, ngx_aigov_ctx_t *actx)
         return NGX_OK;
     }
 
-    if (ngx_strlcasestrn(ct, ct + len, (u_char *) "json", 4 - 1) != NULL) {
+    /* "application/json" ends with it: looked for there first */
+
+    if ((len >= 4 && ngx_strncasecmp(ct + len - 4, (u_char *) "json", 4) == 0)
+        || ngx_strlcasestrn(ct, ct + len, (u_char *) "json", 4 - 1) != NULL)
+    {
         ctx->usage = NGX_AIGOV_LIMIT_U_JSON;
     }
 
@@ -1539,7 +1556,11 @@ ngx_aigov_limit_add_headers(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx,
             i = 0;
         }
 
-        if (h[i].hash == 0) {
+        if (h[i].hash == 0 || h[i].key.len < 9
+            || ((h[i].key.data[0] | 0x20) != 'r'
+                && (h[i].key.data[0] | 0x20) != 'x'))
+        {
+            /* all of ours begin with "RateLimit" or "x-ratelimit-" */
             continue;
         }
 
@@ -2020,8 +2041,10 @@ ngx_aigov_limit_lookup(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
 }
 
 
+/* Takes a node out of the zone's tree and queues; its memory stays. */
+
 static void
-ngx_aigov_limit_free(ngx_aigov_limit_zone_t *zone,
+ngx_aigov_limit_unlink(ngx_aigov_limit_zone_t *zone,
     ngx_aigov_limit_node_t *node)
 {
     ngx_queue_remove(&node->queue);
@@ -2031,9 +2054,17 @@ ngx_aigov_limit_free(ngx_aigov_limit_zone_t *zone,
     }
 
     ngx_rbtree_delete(&zone->sh->rbtree, &node->node);
-    ngx_slab_free_locked(zone->shpool, node);
 
     zone->sh->nodes--;
+}
+
+
+static void
+ngx_aigov_limit_free(ngx_aigov_limit_zone_t *zone,
+    ngx_aigov_limit_node_t *node)
+{
+    ngx_aigov_limit_unlink(zone, node);
+    ngx_slab_free_locked(zone->shpool, node);
 }
 
 
@@ -2095,6 +2126,9 @@ ngx_aigov_limit_create(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
     now = (uint64_t) ngx_current_msec;
     wall = ngx_aigov_limit_wall();
 
+    size = offsetof(ngx_aigov_limit_node_t, data) + key->len;
+    node = NULL;
+
     for (i = 0; i < 2 && !ngx_queue_empty(&zone->sh->queue); i++) {
         q = ngx_queue_last(&zone->sh->queue);
         old = ngx_queue_data(q, ngx_aigov_limit_node_t, queue);
@@ -2105,13 +2139,24 @@ ngx_aigov_limit_create(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
             break;
         }
 
-        ngx_aigov_limit_free(zone, old);
+        if (node == NULL && old->len == key->len) {
+            /* as large as the new one: its memory is reused */
+            ngx_aigov_limit_unlink(zone, old);
+            node = old;
+
+        } else {
+            ngx_aigov_limit_free(zone, old);
+        }
+
         zone->sh->expired++;
     }
 
-    size = offsetof(ngx_aigov_limit_node_t, data) + key->len;
+    if (node) {
+        ngx_memzero(node, size);
 
-    node = ngx_slab_calloc_locked(zone->shpool, size);
+    } else {
+        node = ngx_slab_calloc_locked(zone->shpool, size);
+    }
 
     for (tries = 0; node == NULL && tries < NGX_AIGOV_LIMIT_EVICT_MAX; tries++)
     {
@@ -3030,49 +3075,6 @@ ngx_aigov_limit_time(ngx_conf_t *cf, ngx_str_t *arg, size_t skip,
 }
 
 
-/*
- * key=$http_x_api_key alone: the request header X-Api-Key, found by the
- * hash nginx computed while parsing, like $http_x_api_key would (its first
- * occurrence) but without the variable's name comparisons.
- */
-
-static ngx_int_t
-ngx_aigov_limit_key_header(ngx_conf_t *cf, ngx_aigov_limit_policy_t *p)
-{
-    u_char     *c;
-    ngx_str_t   name;
-
-    if (p->key_text.len <= sizeof("$http_") - 1
-        || ngx_strncasecmp(p->key_text.data, (u_char *) "$http_",
-                           sizeof("$http_") - 1) != 0)
-    {
-        return NGX_OK;
-    }
-
-    name.len = p->key_text.len - (sizeof("$http_") - 1);
-    name.data = ngx_pnalloc(cf->pool, name.len);
-    if (name.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(name.data, p->key_text.data + sizeof("$http_") - 1, name.len);
-
-    for (c = name.data; c < name.data + name.len; c++) {
-        if (*c == '_') {
-            *c = '-';
-
-        } else if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z')
-                     || (*c >= '0' && *c <= '9')))
-        {
-            /* more than one variable name: the complex value does it */
-            return NGX_OK;
-        }
-    }
-
-    return ngx_aigov_header_prepare(cf, &name, &p->key_header);
-}
-
-
 static ngx_uint_t
 ngx_aigov_limit_same(ngx_aigov_limit_policy_t *a, ngx_aigov_limit_policy_t *b)
 {
@@ -3225,7 +3227,9 @@ ngx_aigov_limit_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 return NGX_CONF_ERROR;
             }
 
-            if (ngx_aigov_limit_key_header(cf, p) != NGX_OK) {
+            if (ngx_aigov_header_variable(cf, &p->key_text, &p->key_header)
+                != NGX_OK)
+            {
                 return NGX_CONF_ERROR;
             }
 
