@@ -512,10 +512,7 @@ ngx_http_aigov_rules_answer(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
 
     /* the replaced response's framing and representation headers go */
 
-    ngx_http_clear_content_length(r);
-    ngx_http_clear_accept_ranges(r);
-    ngx_http_clear_last_modified(r);
-    ngx_http_clear_etag(r);
+    ngx_http_aigov_clear_representation(r);
 
     r->headers_out.status = res.status;
     r->headers_out.status_line.len = 0;
@@ -733,6 +730,59 @@ ngx_http_aigov_rules_run(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
 
 
 /*
+ * The response going out is nginx's own for an upstream that failed
+ * (UPSTREAM_ERROR) or timed out (UPSTREAM_TIMEOUT) before its response
+ * header arrived: a 500/502/503/504 without a header from the last try.
+ * NONE otherwise, an upstream's own 5xx included.
+ */
+
+ngx_aigov_fallback_e
+ngx_http_aigov_upstream_failed(ngx_http_request_t *r)
+{
+    ngx_uint_t            status;
+    ngx_http_upstream_t  *u;
+
+    u = r->upstream;
+    status = r->headers_out.status;
+
+    if (u == NULL
+        || (u->state && u->state->header_time != (ngx_msec_t) -1)
+        || (status != NGX_HTTP_INTERNAL_SERVER_ERROR
+            && status != NGX_HTTP_BAD_GATEWAY
+            && status != NGX_HTTP_SERVICE_UNAVAILABLE
+            && status != NGX_HTTP_GATEWAY_TIME_OUT))
+    {
+        return NGX_AIGOV_FALLBACK_NONE;
+    }
+
+    return (status == NGX_HTTP_GATEWAY_TIME_OUT)
+           ? NGX_AIGOV_FALLBACK_UPSTREAM_TIMEOUT
+           : NGX_AIGOV_FALLBACK_UPSTREAM_ERROR;
+}
+
+
+/*
+ * Before another answer replaces the response going out: the replaced
+ * one's framing and representation headers go.
+ */
+
+void
+ngx_http_aigov_clear_representation(ngx_http_request_t *r)
+{
+    ngx_http_clear_content_length(r);
+    ngx_http_clear_accept_ranges(r);
+    ngx_http_clear_last_modified(r);
+    ngx_http_clear_etag(r);
+    ngx_http_clear_location(r);
+
+    if (r->headers_out.content_encoding) {
+        r->headers_out.content_encoding->hash = 0;
+        r->headers_out.content_encoding = NULL;
+    }
+}
+
+
+/*
  * The header filter: an upstream that failed or timed out before its
  * response header arrived, on a model with rules.  NGX_OK when the
  * response was replaced, NGX_DECLINED when it is left alone.
@@ -742,32 +792,25 @@ ngx_int_t
 ngx_http_aigov_fallback_header(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
 {
     ngx_int_t                  rc;
-    ngx_uint_t                 status;
     ngx_buf_t                 *body;
-    ngx_http_upstream_t       *u;
+    ngx_aigov_fallback_e       reason;
     ngx_http_aigov_replace_t  *rp;
-
-    u = r->upstream;
-    status = r->headers_out.status;
 
     if (ctx->model->rules == NULL
         || ctx->responded
         || ctx->fallback_out
-        || ctx->variant == NULL
-        || u == NULL
-        || u->state == NULL
-        || u->state->header_time != (ngx_msec_t) -1
-        || (status != NGX_HTTP_INTERNAL_SERVER_ERROR
-            && status != NGX_HTTP_BAD_GATEWAY
-            && status != NGX_HTTP_SERVICE_UNAVAILABLE
-            && status != NGX_HTTP_GATEWAY_TIME_OUT))
+        || ctx->variant == NULL)
     {
         return NGX_DECLINED;
     }
 
-    ctx->fallback = (status == NGX_HTTP_GATEWAY_TIME_OUT)
-                    ? NGX_AIGOV_FALLBACK_UPSTREAM_TIMEOUT
-                    : NGX_AIGOV_FALLBACK_UPSTREAM_ERROR;
+    reason = ngx_http_aigov_upstream_failed(r);
+
+    if (reason == NGX_AIGOV_FALLBACK_NONE) {
+        return NGX_DECLINED;
+    }
+
+    ctx->fallback = reason;
 
     rp = ngx_pcalloc(r->pool, sizeof(ngx_http_aigov_replace_t));
     if (rp == NULL) {

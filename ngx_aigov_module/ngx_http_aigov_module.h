@@ -165,6 +165,8 @@ ngx_int_t ngx_http_aigov_fallback_init_model(ngx_conf_t *cf,
 ngx_uint_t ngx_http_aigov_rules_use_body(ngx_aigov_model_t *model);
 ngx_int_t ngx_http_aigov_fallback_header(ngx_http_request_t *r,
     ngx_aigov_ctx_t *ctx);
+ngx_aigov_fallback_e ngx_http_aigov_upstream_failed(ngx_http_request_t *r);
+void ngx_http_aigov_clear_representation(ngx_http_request_t *r);
 ngx_int_t ngx_http_aigov_fallback_body(ngx_http_request_t *r,
     ngx_aigov_ctx_t *ctx, ngx_chain_t *in,
     ngx_http_output_body_filter_pt next);

@@ -1426,12 +1426,13 @@ ngx_aigov_cache_stale(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
     ngx_aigov_cache_ctx_t *ctx)
 {
     ngx_int_t             rc;
-    ngx_uint_t            status, before_header;
+    ngx_uint_t            status;
+    ngx_aigov_fallback_e  failed;
     ngx_http_upstream_t  *u;
 
     status = r->headers_out.status;
     u = r->upstream;
-    before_header = 0;
+    failed = NGX_AIGOV_FALLBACK_NONE;
 
     if (actx->responded) {
         if (actx->fallback != NGX_AIGOV_FALLBACK_BREAKER) {
@@ -1448,8 +1449,7 @@ ngx_aigov_cache_stale(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
             return NGX_DECLINED;
         }
 
-        before_header = (u->state == NULL
-                         || u->state->header_time == (ngx_msec_t) -1);
+        failed = ngx_http_aigov_upstream_failed(r);
     }
 
     rc = ngx_aigov_cache_lookup(ctx, r->pool, 1);
@@ -1458,18 +1458,9 @@ ngx_aigov_cache_stale(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
         return rc;
     }
 
-    ngx_aigov_cache_hide(r, before_header ? NULL : u);
+    ngx_aigov_cache_hide(r, failed ? NULL : u);
 
-    ngx_http_clear_content_length(r);
-    ngx_http_clear_accept_ranges(r);
-    ngx_http_clear_last_modified(r);
-    ngx_http_clear_etag(r);
-    ngx_http_clear_location(r);
-
-    if (r->headers_out.content_encoding) {
-        r->headers_out.content_encoding->hash = 0;
-        r->headers_out.content_encoding = NULL;
-    }
+    ngx_http_aigov_clear_representation(r);
 
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.status_line.len = 0;
@@ -1486,10 +1477,8 @@ ngx_aigov_cache_stale(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
         return rc;
     }
 
-    if (before_header) {
-        actx->fallback = (status == NGX_HTTP_GATEWAY_TIME_OUT)
-                         ? NGX_AIGOV_FALLBACK_UPSTREAM_TIMEOUT
-                         : NGX_AIGOV_FALLBACK_UPSTREAM_ERROR;
+    if (failed) {
+        actx->fallback = failed;
     }
 
     /* a rule's answer, replaced: no rule answered after all */
@@ -1510,7 +1499,7 @@ ngx_aigov_cache_stale(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
                   "aigov cache: model \"%V\" answered %ui%s: served a stale "
                   "entry", &actx->model->name, status,
                   actx->responded ? " (breaker open)"
-                  : before_header ? " before its header" : "");
+                  : failed ? " before its header" : "");
 
     return NGX_OK;
 }
