@@ -120,25 +120,6 @@ sub runtime_of {
 sub connected { my $s = redis_status($_[0]); $s && $s->{connected} }
 sub degraded  { my $s = redis_status($_[0]); $s && $s->{degraded} && !$s->{connected} }
 
-# run_wrk in a child; returns a sub that waits for it and returns the result
-sub wrk_async {
-    my (%o) = @_;
-    my $file = tmp_dir() . "/wrk-" . int(rand(1e9)) . ".json";
-    my $pid = fork;
-    die "fork: $!" unless defined $pid;
-    if (!$pid) {
-        my $r = eval { run_wrk(%o) } // { error => "$@" };
-        if (open(my $fh, '>', $file)) { print {$fh} $JSON->encode($r); close $fh; }
-        POSIX::_exit(0);
-    }
-    return sub {
-        waitpid($pid, 0);
-        open(my $fh, '<', $file) or return { error => "no wrk result" };
-        local $/;
-        return $JSON->decode(<$fh>);
-    };
-}
-
 my %WRK;
 sub wrk_ok {
     my ($label, $w) = @_;

@@ -32,7 +32,7 @@ our @EXPORT = qw(
     http_req http_get http_post_json http_parallel sse_events
     error_log_mark error_log_lines error_log_check error_log_clean_ok
     wait_for wait_for_log
-    run_wrk
+    run_wrk wrk_async
 );
 
 # `use AigovTest;` also turns on strict/warnings and imports Test::More.
@@ -1021,6 +1021,25 @@ sub run_wrk {
             if $out =~ /^\s+$pct(?:\.0+)?%\s+([\d.]+)(us|ms|s|m)\s*$/m;
     }
     return \%r;
+}
+
+# run_wrk in a child: returns a sub that waits for it and returns the result
+sub wrk_async {
+    my (%o) = @_;
+    my $file = tmp_dir() . "/wrk-" . int(rand(1e9)) . ".json";
+    my $pid = fork;
+    croak "fork: $!" unless defined $pid;
+    if (!$pid) {
+        my $r = eval { run_wrk(%o) } // { error => "$@" };
+        if (open(my $fh, '>', $file)) { print {$fh} $JSON->encode($r); close $fh; }
+        POSIX::_exit(0);
+    }
+    return sub {
+        waitpid($pid, 0);
+        open(my $fh, '<', $file) or return { error => "no wrk result" };
+        local $/;
+        return $JSON->decode(<$fh>);
+    };
 }
 
 # ---------------------------------------------------------------------------
