@@ -32,6 +32,9 @@
 #include "aigov_limit.h"
 
 
+/* "5124095576h30m5.807s", the longest x-ratelimit-reset-* */
+#define NGX_AIGOV_LIMIT_DURATION_LEN   48
+
 #define NGX_AIGOV_LIMIT_LOCAL          0
 #define NGX_AIGOV_LIMIT_SYNCED         1      /* global */
 #define NGX_AIGOV_LIMIT_STRICT         2      /* global=strict */
@@ -147,6 +150,7 @@ typedef struct {
     ngx_str_t                      name;
     aigov_limit_spec_t             spec;
     ngx_str_t                      rate_text;
+    ngx_str_t                      quota;        /* the rate, in decimal */
     ngx_aigov_limit_zone_t        *zone;
     ngx_str_t                      key_text;
     ngx_http_complex_value_t       key;
@@ -185,6 +189,8 @@ typedef struct {
     ngx_uint_t                     strict;       /* a strict limit */
     ngx_uint_t                     body;         /* estimate=max_tokens */
     ngx_str_t                      policy;       /* RateLimit-Policy, all */
+    ngx_str_t                     *items;        /* RateLimit: ', "NAME";r=' */
+    size_t                         items_len;    /* all of them */
 } ngx_aigov_limit_loc_conf_t;
 
 
@@ -281,6 +287,10 @@ static void ngx_aigov_limit_strict_reply(void *data, redisReply *reply);
 static void ngx_aigov_limit_wake(ngx_event_t *ev);
 static void ngx_aigov_limit_cleanup(void *data);
 static void ngx_aigov_limit_strict_undo(ngx_aigov_limit_ctx_t *ctx);
+static ngx_int_t ngx_aigov_limit_add_headers_allowed(ngx_http_request_t *r,
+    ngx_aigov_limit_ctx_t *ctx);
+static u_char *ngx_aigov_limit_uint(u_char *p, uint64_t v);
+static void ngx_aigov_limit_drop_upstream(ngx_http_request_t *r);
 static ngx_int_t ngx_aigov_limit_add_headers(ngx_http_request_t *r,
     ngx_aigov_limit_ctx_t *ctx, ngx_uint_t rejected);
 static void ngx_aigov_limit_usage_feed(ngx_http_request_t *r,
@@ -1492,54 +1502,15 @@ ngx_aigov_limit_set_header(ngx_http_request_t *r, const char *name,
 }
 
 
-static ngx_int_t
-ngx_aigov_limit_add_headers(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx,
-    ngx_uint_t rejected)
+/* the upstream's own limit headers would contradict ours */
+
+static void
+ngx_aigov_limit_drop_upstream(ngx_http_request_t *r)
 {
-    int                       k, unit;
-    u_char                   *buf;
-    size_t                    size, len;
-    ngx_str_t                *hn;
-    ngx_uint_t                i, j, n;
-    ngx_list_part_t          *part;
-    ngx_table_elt_t          *h;
-    aigov_limit_spec_t       *specs;
-    aigov_limit_result_t     *results;
-    aigov_limit_policy_t     *pol;
-    aigov_limit_header_t      oh[3];
-    ngx_aigov_limit_item_t   *it;
-
-    n = ctx->active;
-
-    pol = ngx_palloc(r->pool, n * (sizeof(aigov_limit_policy_t)
-                                   + sizeof(aigov_limit_spec_t)
-                                   + sizeof(aigov_limit_result_t)));
-    if (pol == NULL) {
-        return NGX_ERROR;
-    }
-
-    specs = (aigov_limit_spec_t *) (pol + n);
-    results = (aigov_limit_result_t *) (specs + n);
-
-    j = 0;
-
-    for (i = 0; i < ctx->n; i++) {
-        it = &ctx->items[i];
-
-        if (it->skip) {
-            continue;
-        }
-
-        specs[j] = it->policy->spec;
-        results[j] = it->result;
-        pol[j].name.data = (const char *) it->policy->name.data;
-        pol[j].name.len = it->policy->name.len;
-        pol[j].spec = &specs[j];
-        pol[j].result = &results[j];
-        j++;
-    }
-
-    /* the upstream's own limit headers would contradict ours */
+    ngx_str_t        *hn;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
 
     part = &r->headers_out.headers.part;
     h = part->elts;
@@ -1573,6 +1544,198 @@ ngx_aigov_limit_add_headers(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx,
             }
         }
     }
+}
+
+
+/*
+ * Every limit had a key and allows: the headers from pieces made at
+ * configuration, the same bytes as aigov_limit_format_ratelimit() and
+ * aigov_limit_format_openai() write (t/92-ratelimit.t checks both paths).
+ */
+
+static ngx_int_t
+ngx_aigov_limit_add_headers_allowed(ngx_http_request_t *r,
+    ngx_aigov_limit_ctx_t *ctx)
+{
+    u_char                      *buf, *p, *v;
+    uint64_t                     t;
+    ngx_str_t                    value;
+    ngx_uint_t                   i, unit;
+    ngx_aigov_limit_item_t      *it, *best[2];
+    ngx_aigov_limit_loc_conf_t  *llcf;
+
+    static ngx_str_t  names[] = {
+        ngx_string("RateLimit-Policy"),
+        ngx_string("RateLimit"),
+        ngx_string("x-ratelimit-limit-requests"),
+        ngx_string("x-ratelimit-remaining-requests"),
+        ngx_string("x-ratelimit-reset-requests"),
+        ngx_string("x-ratelimit-limit-tokens"),
+        ngx_string("x-ratelimit-remaining-tokens"),
+        ngx_string("x-ratelimit-reset-tokens")
+    };
+
+    llcf = ctx->llcf;
+
+    ngx_aigov_limit_drop_upstream(r);
+
+    /* RateLimit: 2 numbers of at most 20 digits and ";t=" each */
+    buf = ngx_pnalloc(r->pool, llcf->items_len + ctx->n * 43
+                               + 2 * (20 + NGX_AIGOV_LIMIT_DURATION_LEN));
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = buf;
+    best[0] = NULL;
+    best[1] = NULL;
+
+    for (i = 0; i < ctx->n; i++) {
+        it = &ctx->items[i];
+
+        p = ngx_cpymem(p, llcf->items[i].data, llcf->items[i].len);
+        p = ngx_aigov_limit_uint(p, it->result.remaining);
+
+        t = it->result.reset_ms / 1000 + (it->result.reset_ms % 1000 != 0);
+        p = ngx_cpymem(p, ";t=", 3);
+        p = ngx_aigov_limit_uint(p, t);
+
+        /* as aigov_limit_pick(): the first of the fewest remaining */
+        unit = (it->policy->spec.unit == AIGOV_LIMIT_TOKENS);
+
+        if (best[unit] == NULL
+            || it->result.remaining < best[unit]->result.remaining)
+        {
+            best[unit] = it;
+        }
+    }
+
+    if (ngx_aigov_add_header(r, &names[0], &llcf->policy) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    value.data = buf;
+    value.len = p - buf;
+
+    if (ngx_aigov_add_header(r, &names[1], &value) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    for (unit = 0; unit < 2; unit++) {
+        it = best[unit];
+
+        if (it == NULL) {
+            continue;
+        }
+
+        if (ngx_aigov_add_header(r, &names[2 + 3 * unit], &it->policy->quota)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        v = p;
+        p = ngx_aigov_limit_uint(p, it->result.remaining);
+        value.data = v;
+        value.len = p - v;
+
+        if (ngx_aigov_add_header(r, &names[3 + 3 * unit], &value) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        value.data = p;
+        value.len = aigov_limit_format_duration((char *) p,
+                                                NGX_AIGOV_LIMIT_DURATION_LEN,
+                                                it->result.reset_ms);
+        p += value.len;
+
+        if (value.len == 0
+            || ngx_aigov_add_header(r, &names[4 + 3 * unit], &value)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static u_char *
+ngx_aigov_limit_uint(u_char *p, uint64_t v)
+{
+    u_char   tmp[NGX_INT64_LEN];
+    u_char  *t;
+
+    t = tmp + NGX_INT64_LEN;
+
+    do {
+        *--t = (u_char) ('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+
+    return ngx_cpymem(p, t, tmp + NGX_INT64_LEN - t);
+}
+
+
+static ngx_int_t
+ngx_aigov_limit_add_headers(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx,
+    ngx_uint_t rejected)
+{
+    int                       k, unit;
+    u_char                   *buf;
+    size_t                    size, len;
+    ngx_uint_t                i, j, n;
+    aigov_limit_spec_t       *specs;
+    aigov_limit_result_t     *results;
+    aigov_limit_policy_t     *pol;
+    aigov_limit_header_t      oh[3];
+    ngx_aigov_limit_item_t   *it;
+
+    n = ctx->active;
+
+    if (!rejected && n == ctx->n) {
+        for (i = 0; i < n; i++) {
+            if (ctx->items[i].result.status != AIGOV_LIMIT_ALLOWED) {
+                break;
+            }
+        }
+
+        if (i == n) {
+            /* the common case: every limit allows */
+            return ngx_aigov_limit_add_headers_allowed(r, ctx);
+        }
+    }
+
+    pol = ngx_palloc(r->pool, n * (sizeof(aigov_limit_policy_t)
+                                   + sizeof(aigov_limit_spec_t)
+                                   + sizeof(aigov_limit_result_t)));
+    if (pol == NULL) {
+        return NGX_ERROR;
+    }
+
+    specs = (aigov_limit_spec_t *) (pol + n);
+    results = (aigov_limit_result_t *) (specs + n);
+
+    j = 0;
+
+    for (i = 0; i < ctx->n; i++) {
+        it = &ctx->items[i];
+
+        if (it->skip) {
+            continue;
+        }
+
+        specs[j] = it->policy->spec;
+        results[j] = it->result;
+        pol[j].name.data = (const char *) it->policy->name.data;
+        pol[j].name.len = it->policy->name.len;
+        pol[j].spec = &specs[j];
+        pol[j].result = &results[j];
+        j++;
+    }
+
+    ngx_aigov_limit_drop_upstream(r);
 
     /* names: at most 64 bytes, escaped at most twice as long */
     size = n * (2 * AIGOV_LIMIT_NAME_MAX + 64) + 1;
@@ -3876,6 +4039,39 @@ ngx_aigov_limit_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     conf->policy.len = aigov_limit_format_policy((char *) conf->policy.data,
                                                  len, pol,
                                                  conf->limits->nelts);
+
+    /* the pieces of RateLimit and x-ratelimit-limit-* on passing requests */
+
+    conf->items = ngx_palloc(cf->pool, conf->limits->nelts * sizeof(ngx_str_t));
+    if (conf->items == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    conf->items_len = 0;
+
+    for (i = 0; i < conf->limits->nelts; i++) {
+        /* names need no escaping: aigov_limit_valid_name() */
+        conf->items[i].data = ngx_pnalloc(cf->pool, pp[i]->name.len + 7);
+        if (conf->items[i].data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        conf->items[i].len = ngx_sprintf(conf->items[i].data, "%s\"%V\";r=",
+                                         i ? ", " : "", &pp[i]->name)
+                             - conf->items[i].data;
+        conf->items_len += conf->items[i].len;
+
+        if (pp[i]->quota.len == 0) {
+            pp[i]->quota.data = ngx_pnalloc(cf->pool, NGX_INT64_LEN);
+            if (pp[i]->quota.data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            pp[i]->quota.len = ngx_aigov_limit_uint(pp[i]->quota.data,
+                                                    pp[i]->spec.rate)
+                               - pp[i]->quota.data;
+        }
+    }
 
     /* which models the limits apply to, for the status document */
 
