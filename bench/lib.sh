@@ -88,8 +88,9 @@ median() {
 
 # bench_compare LABEL URL [LABEL URL ...] -- [wrk args...]
 # The first pair is the baseline.  Runs every contestant once per round,
-# ROUNDS rounds, interleaved; prints medians and each one's ratios to the
-# baseline: "RESULT <label> vs <baseline>: rps ratio R, p99 ratio P, ...".
+# ROUNDS rounds, interleaved (odd rounds in order, even ones backwards);
+# prints medians and each one's ratios to the baseline:
+# "RESULT <label> vs <baseline>: rps ratio R, p99 ratio P, ...".
 bench_compare() {
     labels= n=0
     while [ $# -gt 0 ] && [ "$1" != -- ]; do
@@ -102,12 +103,18 @@ bench_compare() {
     r=1
     while [ $r -le "$ROUNDS" ]; do
         line="  round $r:"
-        i=1
-        while [ $i -le $n ]; do
+        # odd rounds in order, even rounds backwards: a drift of the
+        # machine's speed within a pair of rounds favours no contestant
+        if [ $((r % 2)) -eq 1 ]; then order=$(seq 1 $n); else order=$(seq $n -1 1); fi
+        for i in $order; do
             eval "url=\$url_$i label=\$label_$i"
             res=$(bench_wrk "$url" "$@")
-            echo "$res" >> "$BENCH_TMP/res.$i"
+            echo "$res" > "$BENCH_TMP/res.$i.$r"
             line="$line $label $(echo "$res" | cut -d' ' -f1) rps p99 $(echo "$res" | cut -d' ' -f2) ms;"
+        done
+        i=1
+        while [ $i -le $n ]; do
+            cat "$BENCH_TMP/res.$i.$r" >> "$BENCH_TMP/res.$i"
             i=$((i + 1))
         done
         echo "$line"
