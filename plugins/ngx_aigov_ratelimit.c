@@ -189,6 +189,8 @@ typedef struct {
     ngx_uint_t                     strict;       /* a strict limit */
     ngx_uint_t                     body;         /* estimate=max_tokens */
     ngx_str_t                      policy;       /* RateLimit-Policy, all */
+    ngx_aigov_limit_policy_t      *here;         /* first aigov_limit of a
+                                                    location block */
     ngx_str_t                     *items;        /* RateLimit: ', "NAME";r=' */
     size_t                         items_len;    /* all of them */
 } ngx_aigov_limit_loc_conf_t;
@@ -3335,6 +3337,10 @@ ngx_aigov_limit_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     p->line = cf->conf_file->line;
     p->mode = NGX_AIGOV_LIMIT_LOCAL;
 
+    if (cf->cmd_type == NGX_HTTP_LOC_CONF && llcf->here == NULL) {
+        llcf->here = p;
+    }
+
     seen_zone = 0;
     seen_key = 0;
     seen_rate = 0;
@@ -4078,6 +4084,16 @@ ngx_aigov_limit_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     alcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_aigov_module);
 
     if (alcf->source == NGX_HTTP_AIGOV_SRC_NONE) {
+        if (conf->here) {
+            /* the limits run in aigov_route's decision: here, never */
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "aigov_limit \"%V\" in %s:%ui would never "
+                          "apply: its location has no aigov_route",
+                          &conf->here->name, conf->here->file,
+                          conf->here->line);
+            return NGX_CONF_ERROR;
+        }
+
         return NGX_CONF_OK;
     }
 

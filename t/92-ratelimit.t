@@ -681,6 +681,8 @@ my @bad = (
     ['bad log level', $Z, ['aigov_limit_log_level debug;'], qr/invalid value "debug"/],
     ['tiny response buffer', $Z, ['aigov_limit_response_buffer 100;'], qr/aigov_limit_response_buffer must be at least 1k/],
     ['zone directive in a location', '', ["aigov_limit_zone rl:1m;"], qr/"aigov_limit_zone" directive is not allowed here/],
+    ['a limit in a location without aigov_route', $Z, ['}', 'location /plain/ {', "aigov_limit x $K rate=1r/s;"],
+     qr/aigov_limit "x" in \S+:\d+ would never apply: its location has no aigov_route/],
 );
 
 for my $case (@bad) {
@@ -701,6 +703,13 @@ for my $case (@bad) {
         "aigov_limit d $K rate=50r/10s global=strict redis_timeout=20ms on_redis_error=open;",
         "aigov_limit e $K rate=5000t/h global;"));
     ok $ok, 'nginx -t passes: every parameter' or diag $out;
+
+    # a server's limits apply where aigov_route is; elsewhere they are moot
+    ($ok, $out) = nginx_t(nginx_conf($T . $Z . join("\n", '    server {', '        listen 127.0.0.1:%%PORT%%;',
+        "        aigov_limit x $K rate=1r/s;", '        location /v1/ {', '            aigov_route openai;',
+        '            proxy_pass http://$aigov_upstream;', '        }', '        location /health { return 200; }',
+        '    }', '')));
+    ok $ok, 'nginx -t passes: server-level limits, and a location without aigov_route' or diag $out;
 }
 
 done_testing;
