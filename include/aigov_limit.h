@@ -146,7 +146,9 @@
  *   (2) applies from the first reply.
  *
  *   Fleet token limits charge actual usage with aigov_window_charge(): it
- *   goes to the current window (a debt, like the GCRA's).
+ *   goes to the current window (a debt, like the GCRA's).  Strict ones
+ *   charge it, or give an over-estimate back, in Redis directly (the glue's
+ *   INCRBY / DECRBY).
  *
  *
  * RESPONSE HEADERS

@@ -2056,8 +2056,10 @@ ngx_aigov_limit_log(ngx_http_request_t *r, ngx_aigov_ctx_t *actx)
         }
 
         if (pol->mode == NGX_AIGOV_LIMIT_STRICT) {
-            if (ctx->used < it->cost) {
-                /* a fleet window gives nothing back (see README) */
+            if (ctx->used < it->cost
+                && wall >= it->window + pol->spec.period_ms)
+            {
+                /* the estimate's window is over: nothing to give back */
                 continue;
             }
 
@@ -2068,15 +2070,29 @@ ngx_aigov_limit_log(ngx_http_request_t *r, ngx_aigov_ctx_t *actx)
 
             prefix = ngx_aigov_limit_redis_prefix();
 
+            if (ctx->used > it->cost) {
+                /* a debt, in the current window */
+                p = ngx_snprintf(buf, sizeof(buf), "%Vrl:%V:%uL", prefix,
+                                 &it->key,
+                                 aigov_window_start(&pol->spec, wall) / 1000);
+                key.data = buf;
+                key.len = p - buf;
+
+                (void) ngx_aigov_limit_incrby(rds, &key, ctx->used - it->cost,
+                                              pol->spec.period_ms + 60000,
+                                              NULL, NULL, NULL, "INCRBY");
+                continue;
+            }
+
+            /* an over-estimate, back to the window it was taken from */
             p = ngx_snprintf(buf, sizeof(buf), "%Vrl:%V:%uL", prefix,
-                             &it->key, aigov_window_start(&pol->spec, wall)
-                                       / 1000);
+                             &it->key, it->window / 1000);
             key.data = buf;
             key.len = p - buf;
 
-            (void) ngx_aigov_limit_incrby(rds, &key, ctx->used - it->cost,
-                                          pol->spec.period_ms + 60000, NULL,
-                                          NULL, NULL, "INCRBY");
+            (void) ngx_aigov_limit_incrby(rds, &key, it->cost - ctx->used,
+                                          pol->spec.period_ms + 60000,
+                                          NULL, NULL, NULL, "DECRBY");
             continue;
         }
 

@@ -106,6 +106,20 @@ sub node_conf {
             proxy_pass http://be;
         }
 
+        location /stok {
+            aigov_route model=m;
+            aigov_limit stok zone=rl key=\$http_x_key rate=100000t/m
+                        global=strict estimate=500;
+            proxy_pass http://be;
+        }
+
+        location /stok2 {
+            aigov_route model=m;
+            aigov_limit stok2 zone=rl key=\$http_x_key rate=100000t/m
+                        global=strict estimate=10;
+            proxy_pass http://be;
+        }
+
         location = /status {
             aigov_status;
         }
@@ -115,6 +129,10 @@ sub node_conf {
         listen 127.0.0.1:%%PORT_be$node%%;
         access_log off;
         location / { return 200 "ok\\n"; }
+        location /stok {
+            default_type application/json;
+            return 200 '{"id":"x","usage":{"total_tokens":30}}';
+        }
     }
 EOF
 }
@@ -227,6 +245,27 @@ sub mean { my $s = 0; $s += $_ for @_; return @_ ? $s / @_ : 0 }
     my $bad = 0;
     for (@kids) { waitpid($_, 0); $bad += $? >> 8 }
     is $bad, 0, 'synced: 40 r/s from two nodes under a limit of 100000 r/s: nothing refused';
+}
+
+# --- strict token limits: the usage settles the window's count ---------------
+
+{
+    # not within 2 s of a minute's end: the request and its log phase
+    # fall in the window the estimate was counted in
+    sleep(0.1) while (time % 60) > 57;
+    my $r = http_req(port => $A->port, path => '/stok', headers => ['X-Key' => 'over']);
+    is $r->{status}, 200, 'strict tokens: the request passes';
+    $r = http_req(port => $A->port, path => '/stok2', headers => ['X-Key' => 'under']);
+    is $r->{status}, 200, 'strict tokens: the second request passes';
+    sleep 0.3;
+    my $over = redis_cmd($rport, 'KEYS', 'aigov:rl:stok:over:*');
+    is scalar(@$over), 1, 'strict tokens: one window key';
+    is redis_cmd($rport, 'GET', $over->[0]), 30,
+        'strict tokens: an over-estimate (500) is given back: the window holds the usage (30)';
+    ok redis_cmd($rport, 'PTTL', $over->[0]) > 0, 'strict tokens: the key still expires';
+    my $under = redis_cmd($rport, 'KEYS', 'aigov:rl:stok2:under:*');
+    is redis_cmd($rport, 'GET', $under->[0]), 30,
+        'strict tokens: an under-estimate (10) is charged up to the usage (30)';
 }
 
 # --- strict: exact per window -------------------------------------------------
