@@ -1316,19 +1316,26 @@ aigov_limit_usage_tokens(const char *json, size_t len, uint64_t *total)
 
 
 /*
- * aigov_limit_usage_scan(): the answer of aigov_limit_usage_tokens() for a
- * whole response body without building a document: a recursive descent
- * over the text that validates it as it goes and keeps only the counts of
- * the top-level "usage" and of "response"."usage".  jansson costs about
- * 40000 instructions for a 200-byte chat completion (an allocation per
- * value); this, about 2700.
+ * Two scanners read the usage of a response body without building a
+ * document; both keep only the counts of the top-level "usage" and of
+ * "response"."usage" (the Responses API's response.completed event).
+ * jansson costs about 40000 instructions for a 200-byte chat completion
+ * (an allocation per value).
  *
- * Whatever the scanner is not sure to judge as jansson would -- escapes
- * in the keys it compares, \u0000 and lone surrogates, bytes that are not
- * well-formed UTF-8, control characters, integers of 19 digits or more,
- * reals that might overflow, nesting deeper than 64, anything that is not
- * JSON -- it hands to aigov_limit_usage_tokens().  So the results are the
- * same for every input (tests/test_limit.c, tests/fuzz/fuzz_limit_usage.c).
+ * aigov_limit_usage_scan(): the answer of aigov_limit_usage_tokens() for
+ * any input.  A recursive descent over the text that validates it as it
+ * goes; about 2700 instructions for that completion.  Whatever it is not
+ * sure to judge as jansson would -- escapes in the keys it compares,
+ * \u0000 and lone surrogates, bytes that are not well-formed UTF-8,
+ * control characters, integers of 19 digits or more, reals that might
+ * overflow, nesting deeper than 64, anything that is not JSON -- it hands
+ * to aigov_limit_usage_tokens().  So the results are the same for every
+ * input (tests/test_limit.c, tests/fuzz/fuzz_limit_usage.c).
+ *
+ * aigov_limit_usage_fast(), further down: a structural scan that checks
+ * only the usage objects and follows the rest by its quotes and brackets;
+ * the same answer for every body jansson accepts, for about half the cost
+ * of aigov_limit_usage_scan() and far less per byte of long strings.
  */
 
 #define AIGOV_SCAN_DEPTH    64
@@ -2064,6 +2071,284 @@ aigov_limit_usage_scan(const char *json, size_t len, uint64_t *total)
     }
 
     return aigov_limit_scan_result(&s, total);
+}
+
+
+/*
+ * aigov_limit_usage_fast(): the same counts for much less.  Most of a
+ * response body is strings (the content) that the usage does not depend
+ * on, so this scan does not validate the body: outside strings it only
+ * follows the nesting ({ and [ in, } and ] out, a class table), inside
+ * them it only looks for the closing quote, eight bytes at a time, and it
+ * compares only the keys of the root object and of the root's "response"
+ * object.  The value of a "usage" key there is read by
+ * aigov_limit_scan_object() above, exactly, and so is validated; nothing
+ * else is.
+ *
+ * For a body that jansson accepts, a key is a string followed by ':',
+ * a quote ends a string unless an odd run of backslashes stands before
+ * it, and the depth is that of the document: the answer is the same.
+ * What it is not sure of -- the root is not an object, an escaped key
+ * that might decode to "usage" or "response", a usage object the exact
+ * scanner is unsure of, a string or the root that does not end, text
+ * after the root -- goes to aigov_limit_usage_scan().  A malformed body
+ * that still carries a well-formed top-level usage is counted: those
+ * tokens were spent.
+ */
+
+#define AIGOV_FAST_SKIP     0   /* what a byte outside strings is */
+#define AIGOV_FAST_QUOTE    1
+#define AIGOV_FAST_OPEN     2
+#define AIGOV_FAST_CLOSE    3
+
+static const unsigned char  aigov_limit_fast_class[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,     /* 0x00 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,     /* 0x10 */
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,     /* 0x20 '"' */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,     /* 0x30 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,     /* 0x40 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 3, 0, 0,     /* 0x50 '[' ']' */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,     /* 0x60 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 3, 0, 0      /* 0x70 '{' '}' */
+    /* 0x80..0xff: 0 */
+};
+
+
+uint64_t  aigov_limit_fast_fallbacks;
+
+
+/*
+ * The same for a string whose keys are not compared: only quotes are
+ * looked for, and a quote ends the string unless it follows an odd run
+ * of backslashes (each backslash escapes the next byte: pairs are
+ * escaped backslashes).  The run stops at the opening quote at worst.
+ */
+static const char *
+aigov_limit_fast_skip(const char *p, const char *end)
+{
+    uint64_t     x, m;
+    const char  *b;
+
+    for ( ;; ) {
+
+        while (end - p >= 8) {
+            memcpy(&x, p, 8);
+
+            m = aigov_limit_haszero(x ^ (aigov_limit_ones * '"'));
+
+            if (m) {
+#if (AIGOV_SCAN_CTZ)
+                p += __builtin_ctzll(m) >> 3;
+                goto found;
+#else
+                break;
+#endif
+            }
+
+            p += 8;
+        }
+
+        while (p < end && *p != '"') {
+            p++;
+        }
+
+        if (p == end) {
+            return NULL;
+        }
+
+#if (AIGOV_SCAN_CTZ)
+    found:
+#endif
+
+        for (b = p; b[-1] == '\\'; b--) { /* void */ }
+
+        if (((p - b) & 1) == 0) {
+            return p;
+        }
+
+        p++;
+    }
+}
+
+
+int
+aigov_limit_usage_fast(const char *json, size_t len, uint64_t *total)
+{
+    int                  i, c;
+    size_t               depth, kdepth, klen;
+    int64_t             *cc;
+    const char          *p, *end, *key, *q;
+    aigov_limit_scan_t   s;
+
+    end = json + len;
+    p = aigov_limit_skip_ws(json, end);
+
+    if (p == end || *p != '{') {
+        goto fallback;
+    }
+
+    memset(&s, 0, sizeof(aigov_limit_scan_t));
+    s.end = end;
+
+    p++;
+    depth = 1;
+    kdepth = 1;     /* keys are compared at depth <= kdepth: 2 in "response" */
+
+    if (p == end) {
+        goto fallback;
+    }
+
+    for ( ;; ) {
+
+        /* p < end */
+
+        while (aigov_limit_fast_class[(unsigned char) *p] == AIGOV_FAST_SKIP) {
+            if (++p == end) {
+                goto fallback;      /* the root does not end */
+            }
+        }
+
+        c = aigov_limit_fast_class[(unsigned char) *p++];
+
+        if (c != AIGOV_FAST_QUOTE) {
+
+            if (c == AIGOV_FAST_OPEN) {
+                depth++;
+
+            } else if (--depth == 0) {
+                goto done;
+
+            } else if (depth == 1) {
+                kdepth = 1;
+            }
+
+            if (p == end) {
+                goto fallback;
+            }
+
+            continue;
+        }
+
+        key = p;
+        q = aigov_limit_fast_skip(key, end);
+
+        if (q == NULL) {
+            goto fallback;
+        }
+
+        p = q + 1;
+
+        if (p == end) {
+            goto fallback;
+        }
+
+        if (depth > kdepth) {
+            continue;
+        }
+
+        /* a key is a string followed by ':' */
+
+        p = aigov_limit_skip_ws(p, end);
+
+        if (p == end) {
+            goto fallback;
+        }
+
+        if (*p != ':') {
+            continue;
+        }
+
+        p = aigov_limit_skip_ws(p + 1, end);
+
+        if (p == end) {
+            goto fallback;
+        }
+
+        klen = (size_t) (q - key);
+        cc = NULL;
+
+        if (klen == 5 && memcmp(key, "usage", 5) == 0) {
+
+            /* the last one wins, as in jansson */
+
+            if (depth == 1) {
+                s.usage = (*p == '{');
+                cc = s.usage ? s.u : NULL;
+
+            } else {
+                s.response_usage = (*p == '{');
+                cc = s.response_usage ? s.ru : NULL;
+            }
+
+        } else if (klen == 8 && depth == 1
+                   && memcmp(key, "response", 8) == 0)
+        {
+            s.response = (*p == '{');
+            s.response_usage = 0;
+
+            if (s.response) {
+                /* enter it here: this is the object kdepth stands for */
+                depth = 2;
+                kdepth = 2;
+                p++;
+            }
+
+        } else if ((*key == 'u' || *key == 'r' || *key == '\\')
+                   && memchr(key, '\\', klen) != NULL)
+        {
+            /*
+             * "us\u0061ge" is "usage": not ours to decode.  A key that
+             * decodes to "usage" or "response" starts with its letter or
+             * with a backslash; other keys, escaped or not, do not matter.
+             */
+            goto fallback;
+        }
+
+        if (cc == NULL) {
+
+            if (p == end) {
+                goto fallback;
+            }
+
+            continue;
+        }
+
+        /* the usage object itself: exactly, as aigov_limit_usage_scan() */
+
+        for (i = 0; i < AIGOV_SCAN_FIELDS; i++) {
+            cc[i] = -1;
+        }
+
+        s.p = p;
+
+        if (aigov_limit_scan_object(&s, (int) depth + 1, AIGOV_SCAN_USAGE, cc)
+            < 0)
+        {
+            goto fallback;
+        }
+
+        p = s.p;
+
+        if (p == end) {
+            goto fallback;
+        }
+    }
+
+done:
+
+    /* only whitespace after the root, as jansson wants */
+
+    if (aigov_limit_skip_ws(p, end) != end) {
+        goto fallback;
+    }
+
+    return aigov_limit_scan_result(&s, total);
+
+fallback:
+
+    aigov_limit_fast_fallbacks++;
+
+    return aigov_limit_usage_scan(json, len, total);
 }
 
 
