@@ -466,10 +466,12 @@ extern uint64_t  aigov_limit_fast_fallbacks;
  * Incremental scanner of a text/event-stream body.  Feed it the body in
  * chunks split anywhere; it assembles the "data" of each event (lines
  * ended by LF, CRLF or CR, events by a blank line, several data lines
- * joined by LF) in the caller's buffer, and parses (jansson) only events
- * that contain a "usage" object.  An event larger than the buffer is
- * skipped whole.  The usage of the last event that had one wins (OpenAI
- * sends it in the final chunk with stream_options.include_usage).
+ * joined by LF) in the caller's buffer, and reads only events that
+ * contain a "usage" object, with aigov_limit_usage_fast() (the same
+ * answer as aigov_limit_usage_tokens() for an event that is JSON).  An
+ * event larger than the buffer is skipped whole.  The usage of the last
+ * event that had one wins (OpenAI sends it in the final chunk with
+ * stream_options.include_usage).
  */
 typedef struct {
     char      *buf;         /* the caller's memory, e.g. 64 KiB */

@@ -2388,8 +2388,8 @@ aigov_limit_sse_append(aigov_limit_sse_t *s, const char *p, size_t n)
 
 
 /*
- * Is there a "usage" key with an object value?  Saves a jansson parse of
- * every chunk: OpenAI sends "usage":null in all but the last.
+ * Is there a "usage" key with an object value?  Saves a scan of every
+ * chunk: OpenAI sends "usage":null in all but the last.
  */
 static int
 aigov_limit_sse_has_usage(const char *p, size_t len)
@@ -2449,7 +2449,7 @@ aigov_limit_sse_dispatch(aigov_limit_sse_t *s)
         }
 
         if (aigov_limit_sse_has_usage(s->buf, s->len)
-            && aigov_limit_usage_tokens(s->buf, s->len, &t) == AIGOV_OK)
+            && aigov_limit_usage_fast(s->buf, s->len, &t) == AIGOV_OK)
         {
             s->total = t;
             s->found = 1;

@@ -2879,7 +2879,8 @@ test_usage_fast_depth(void **state)
 
     /* after "response" closes, depth 2 is someone else's */
     usage_fast_declined(S(
-        "{\"response\":{\"id\":\"r\"},\"x\":{\"usage\":{\"total_tokens\":3}}}"));
+        "{\"response\":{\"id\":\"r\"},"
+        "\"x\":{\"usage\":{\"total_tokens\":3}}}"));
     usage_fast_declined(S(
         "{\"response\":[],\"x\":{\"usage\":{\"total_tokens\":3}}}"));
 
@@ -3410,6 +3411,35 @@ test_sse_last_usage_wins(void **state)
 }
 
 
+/*
+ * Events are read by aigov_limit_usage_fast(): a Responses API event with
+ * the usage in "response", and an event that is not JSON but carries a
+ * well-formed usage (counted: the tokens were spent).
+ */
+static void
+test_sse_usage_fast(void **state)
+{
+    uint64_t  t;
+
+    (void) state;
+
+    assert_int_equal(sse_run(S(
+        "event: response.output_text.delta\n"
+        "data: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n"
+        "event: response.completed\n"
+        "data: {\"type\":\"response.completed\",\"response\":{\"id\":\"r\","
+        "\"usage\":{\"input_tokens\":36,\"output_tokens\":87,"
+        "\"total_tokens\":123}}}\n\n"), 256, &t),
+                     AIGOV_OK);
+    assert_int_equal(t, 123);
+
+    assert_int_equal(sse_run(S(
+        "data: {\"c\":\"\xff\",\"usage\":{\"total_tokens\":9}}\n\n"), 256, &t),
+                     AIGOV_OK);
+    assert_int_equal(t, 9);
+}
+
+
 static void
 test_sse_no_usage(void **state)
 {
@@ -3683,6 +3713,7 @@ main(void)
         cmocka_unit_test(test_sse_multiline_data),
         cmocka_unit_test(test_sse_fields_and_comments),
         cmocka_unit_test(test_sse_last_usage_wins),
+        cmocka_unit_test(test_sse_usage_fast),
         cmocka_unit_test(test_sse_no_usage),
         cmocka_unit_test(test_sse_oversized_event_skipped),
         cmocka_unit_test(test_sse_buffer_exact_fit),
