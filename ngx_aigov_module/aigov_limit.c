@@ -2126,27 +2126,52 @@ uint64_t  aigov_limit_fast_fallbacks;
 static const char *
 aigov_limit_fast_skip(const char *p, const char *end)
 {
-    uint64_t     x, m;
+    uint64_t     x, y, m;
     const char  *b;
 
     for ( ;; ) {
 
-        while (end - p >= 8) {
-            memcpy(&x, p, 8);
+        /* most strings end in their first eight bytes; long ones: 16 a turn */
 
+        m = 0;
+
+        if (end - p >= 8) {
+            memcpy(&x, p, 8);
             m = aigov_limit_haszero(x ^ (aigov_limit_ones * '"'));
 
-            if (m) {
-#if (AIGOV_SCAN_CTZ)
-                p += __builtin_ctzll(m) >> 3;
-                goto found;
-#else
-                break;
-#endif
-            }
+            if (m == 0) {
+                p += 8;
 
-            p += 8;
+                while (end - p >= 16) {
+                    memcpy(&x, p, 8);
+                    memcpy(&y, p + 8, 8);
+
+                    m = aigov_limit_haszero(x ^ (aigov_limit_ones * '"'));
+                    y = aigov_limit_haszero(y ^ (aigov_limit_ones * '"'));
+
+                    if (m | y) {
+                        if (m == 0) {
+                            p += 8;
+                            m = y;
+                        }
+
+                        break;
+                    }
+
+                    p += 16;
+                }
+            }
         }
+
+#if (AIGOV_SCAN_CTZ)
+        if (m) {
+            /* the lowest bit set is exact: the first quote */
+            p += __builtin_ctzll(m) >> 3;
+            goto found;
+        }
+#endif
+
+        /* the rest, or the eight bytes with the quote */
 
         while (p < end && *p != '"') {
             p++;
@@ -2187,8 +2212,11 @@ aigov_limit_usage_fast(const char *json, size_t len, uint64_t *total)
         goto fallback;
     }
 
-    memset(&s, 0, sizeof(aigov_limit_scan_t));
     s.end = end;
+    s.unsure = 0;
+    s.usage = 0;
+    s.response = 0;
+    s.response_usage = 0;
 
     p++;
     depth = 1;
@@ -2248,14 +2276,16 @@ aigov_limit_usage_fast(const char *json, size_t len, uint64_t *total)
 
         /* a key is a string followed by ':' */
 
-        p = aigov_limit_skip_ws(p, end);
-
-        if (p == end) {
-            goto fallback;
-        }
-
         if (*p != ':') {
-            continue;
+            p = aigov_limit_skip_ws(p, end);
+
+            if (p == end) {
+                goto fallback;
+            }
+
+            if (*p != ':') {
+                continue;
+            }
         }
 
         p = aigov_limit_skip_ws(p + 1, end);
