@@ -449,13 +449,31 @@ int aigov_limit_usage_scan(const char *json, size_t len, uint64_t *total);
 extern uint64_t  aigov_limit_scan_fallbacks;
 
 /*
+ * The same answer for any body that jansson accepts, for a fraction of
+ * the cost: a structural scan that follows only the nesting and the
+ * strings, skips string contents eight bytes at a time, and reads (with
+ * the exact scanner) only the top-level "usage" and "response"."usage".
+ * It validates no more than those, so a malformed body that still carries
+ * a well-formed top-level usage is counted; what it is unsure of (the
+ * root is not an object, an escaped key that might be "usage" or
+ * "response", a body that does not end) goes to aigov_limit_usage_scan().
+ * Never reads outside json[0..len).
+ */
+int aigov_limit_usage_fast(const char *json, size_t len, uint64_t *total);
+
+/* How many fast scans went to aigov_limit_usage_scan(). */
+extern uint64_t  aigov_limit_fast_fallbacks;
+
+/*
  * Incremental scanner of a text/event-stream body.  Feed it the body in
  * chunks split anywhere; it assembles the "data" of each event (lines
  * ended by LF, CRLF or CR, events by a blank line, several data lines
- * joined by LF) in the caller's buffer, and parses (jansson) only events
- * that contain a "usage" object.  An event larger than the buffer is
- * skipped whole.  The usage of the last event that had one wins (OpenAI
- * sends it in the final chunk with stream_options.include_usage).
+ * joined by LF) in the caller's buffer, and reads only events that
+ * contain a "usage" object, with aigov_limit_usage_fast() (the same
+ * answer as aigov_limit_usage_tokens() for an event that is JSON).  An
+ * event larger than the buffer is skipped whole.  The usage of the last
+ * event that had one wins (OpenAI sends it in the final chunk with
+ * stream_options.include_usage).
  */
 typedef struct {
     char      *buf;         /* the caller's memory, e.g. 64 KiB */

@@ -1316,19 +1316,26 @@ aigov_limit_usage_tokens(const char *json, size_t len, uint64_t *total)
 
 
 /*
- * aigov_limit_usage_scan(): the answer of aigov_limit_usage_tokens() for a
- * whole response body without building a document: a recursive descent
- * over the text that validates it as it goes and keeps only the counts of
- * the top-level "usage" and of "response"."usage".  jansson costs about
- * 40000 instructions for a 200-byte chat completion (an allocation per
- * value); this, about 3000.
+ * Two scanners read the usage of a response body without building a
+ * document; both keep only the counts of the top-level "usage" and of
+ * "response"."usage" (the Responses API's response.completed event).
+ * jansson costs about 40000 instructions for a 200-byte chat completion
+ * (an allocation per value).
  *
- * Whatever the scanner is not sure to judge as jansson would -- escapes
- * in the keys it compares, \u0000 and lone surrogates, bytes that are not
- * well-formed UTF-8, control characters, integers of 19 digits or more,
- * reals that might overflow, nesting deeper than 64, anything that is not
- * JSON -- it hands to aigov_limit_usage_tokens().  So the results are the
- * same for every input (tests/test_limit.c, tests/fuzz/fuzz_limit_usage.c).
+ * aigov_limit_usage_scan(): the answer of aigov_limit_usage_tokens() for
+ * any input.  A recursive descent over the text that validates it as it
+ * goes; about 2700 instructions for that completion.  Whatever it is not
+ * sure to judge as jansson would -- escapes in the keys it compares,
+ * \u0000 and lone surrogates, bytes that are not well-formed UTF-8,
+ * control characters, integers of 19 digits or more, reals that might
+ * overflow, nesting deeper than 64, anything that is not JSON -- it hands
+ * to aigov_limit_usage_tokens().  So the results are the same for every
+ * input (tests/test_limit.c, tests/fuzz/fuzz_limit_usage.c).
+ *
+ * aigov_limit_usage_fast(), further down: a structural scan that checks
+ * only the usage objects and follows the rest by its quotes and brackets;
+ * the same answer for every body jansson accepts, for about half the cost
+ * of aigov_limit_usage_scan() and far less per byte of long strings.
  */
 
 #define AIGOV_SCAN_DEPTH    64
@@ -1369,16 +1376,25 @@ static int aigov_limit_scan_value(aigov_limit_scan_t *s, int depth,
     int what, int64_t *counts, int64_t *num);
 
 
+/* the first byte at or after p that is not JSON whitespace, or end */
+static inline const char *
+aigov_limit_skip_ws(const char *p, const char *end)
+{
+    /* '\t', '\n', '\r' and ' ' are all <= ' ': one test for most bytes */
+    while (p < end && (unsigned char) *p <= ' '
+           && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+    {
+        p++;
+    }
+
+    return p;
+}
+
+
 static inline void
 aigov_limit_scan_ws(aigov_limit_scan_t *s)
 {
-    /* '\t', '\n', '\r' and ' ' are all <= ' ': one test for most bytes */
-    while (s->p < s->end && (unsigned char) *s->p <= ' '
-           && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n'
-               || *s->p == '\r'))
-    {
-        s->p++;
-    }
+    s->p = aigov_limit_skip_ws(s->p, s->end);
 }
 
 
@@ -1412,6 +1428,38 @@ aigov_limit_scan_hex(const char *p)
 }
 
 
+/*
+ * Eight bytes at a time (SWAR): x is eight bytes of text loaded with
+ * memcpy().  aigov_limit_haszero(x) has the high bit set of each byte of
+ * x that is zero, and maybe of some bytes after one that is, never
+ * before: it is not zero exactly when x has a zero byte, and its lowest
+ * bit set, in a little-endian load, is that of the first one.
+ */
+#define aigov_limit_ones    0x0101010101010101ULL
+#define aigov_limit_highs   0x8080808080808080ULL
+
+#define aigov_limit_haszero(x)                                               \
+    (((x) - aigov_limit_ones) & ~(x) & aigov_limit_highs)
+
+/* bytes that are '"' or '\\' */
+#define aigov_limit_quote_or_bs(x)                                           \
+    (aigov_limit_haszero((x) ^ (aigov_limit_ones * '"'))                     \
+     | aigov_limit_haszero((x) ^ (aigov_limit_ones * '\\')))
+
+/* bytes that are not plain: below 0x20, above 0x7f, '"' or '\\' */
+#define aigov_limit_not_plain(x)                                             \
+    (((((x) - aigov_limit_ones * 0x20) | (x)) & aigov_limit_highs)          \
+     | aigov_limit_quote_or_bs(x))
+
+/* little-endian loads: the first byte of the text is the lowest */
+#if (defined __GNUC__ && defined __BYTE_ORDER__                               \
+     && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+#define AIGOV_SCAN_CTZ  1
+#else
+#define AIGOV_SCAN_CTZ  0
+#endif
+
+
 /* bytes that need no look inside a string: 0x20..0x7f but '"' and '\\' */
 static const unsigned char  aigov_limit_scan_plain[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,     /* 0x00 */
@@ -1432,6 +1480,7 @@ aigov_limit_scan_string(aigov_limit_scan_t *s, const char **str,
     size_t *len, int *escaped)
 {
     int                   n, u;
+    uint64_t              x, m;
     const unsigned char  *p, *end, *start;
 
     p = (const unsigned char *) s->p + 1;
@@ -1441,18 +1490,27 @@ aigov_limit_scan_string(aigov_limit_scan_t *s, const char **str,
 
     while (p < end) {
 
-        /* the bulk of a response: printable ASCII, four bytes a turn */
-        while (end - p > 4        /* and p stays before end */
-               && aigov_limit_scan_plain[p[0]] && aigov_limit_scan_plain[p[1]]
-               && aigov_limit_scan_plain[p[2]] && aigov_limit_scan_plain[p[3]])
-        {
-            p += 4;
+        /* the bulk of a response: printable ASCII, eight bytes a turn */
+        while (end - p >= 8) {
+            memcpy(&x, p, 8);
+            m = aigov_limit_not_plain(x);
+
+            if (m) {
+#if (AIGOV_SCAN_CTZ)
+                p += __builtin_ctzll(m) >> 3;
+#endif
+                break;
+            }
+
+            p += 8;
         }
 
-        while (aigov_limit_scan_plain[*p]) {
-            if (++p == end) {
-                goto unsure;
-            }
+        while (p < end && aigov_limit_scan_plain[*p]) {
+            p++;
+        }
+
+        if (p == end) {
+            goto unsure;
         }
 
         if (*p == '"') {
@@ -1655,7 +1713,7 @@ aigov_limit_scan_literal(aigov_limit_scan_t *s, const char *lit, size_t n)
  * After a member or an element: the container closes (AIGOV_SCAN_VALUE),
  * goes on after a comma (0), or is not JSON (-1).
  */
-static int
+static inline int
 aigov_limit_scan_next(aigov_limit_scan_t *s, char close)
 {
     aigov_limit_scan_ws(s);
@@ -1677,11 +1735,70 @@ aigov_limit_scan_next(aigov_limit_scan_t *s, char close)
 }
 
 
+/*
+ * A key of a usage object that is one of the fields, written plainly:
+ * the field, with s->p after the key; else -1, and the key is left to
+ * aigov_limit_scan_string().  Saves checking text that is known.  The
+ * names, with their closing quote, are those of aigov_limit_scan_fields.
+ */
+static int
+aigov_limit_scan_field(aigov_limit_scan_t *s, const char **key,
+    size_t *klen)
+{
+    int          i;
+    size_t       n;
+    const char  *p;
+
+    /* '"', the shortest field and '"' */
+    if (s->end - s->p < 14 || *s->p != '"') {
+        return -1;
+    }
+
+    p = s->p + 1;
+    n = (size_t) (s->end - p);
+
+#define aigov_limit_scan_is(lit)                                             \
+    (n >= sizeof(lit) - 1 && memcmp(p, lit, sizeof(lit) - 1) == 0)
+
+    switch (*p) {
+    case 't':
+        i = aigov_limit_scan_is("total_tokens\"") ? 0 : -1;
+        break;
+    case 'p':
+        i = aigov_limit_scan_is("prompt_tokens\"") ? 1 : -1;
+        break;
+    case 'c':
+        i = aigov_limit_scan_is("completion_tokens\"") ? 2 : -1;
+        break;
+    case 'i':
+        i = aigov_limit_scan_is("input_tokens\"") ? 3 : -1;
+        break;
+    case 'o':
+        i = aigov_limit_scan_is("output_tokens\"") ? 4 : -1;
+        break;
+    default:
+        i = -1;
+    }
+
+#undef aigov_limit_scan_is
+
+    if (i < 0) {
+        return -1;
+    }
+
+    *key = p;
+    *klen = aigov_limit_scan_fields[i].len;
+    s->p = p + *klen + 1;
+
+    return i;
+}
+
+
 static int
 aigov_limit_scan_object(aigov_limit_scan_t *s, int depth, int what,
     int64_t *counts)
 {
-    int          i, rc, escaped, child;
+    int          i, rc, escaped, child, field;
     size_t       klen;
     int64_t      num, *cc;
     const char  *key;
@@ -1695,24 +1812,31 @@ aigov_limit_scan_object(aigov_limit_scan_t *s, int depth, int what,
     }
 
     for ( ;; ) {
-        if (s->p >= s->end || *s->p != '"'
-            || aigov_limit_scan_string(s, &key, &klen, &escaped) != 0)
+        field = (what == AIGOV_SCAN_USAGE)
+                ? aigov_limit_scan_field(s, &key, &klen) : -1;
+
+        if (field >= 0) {
+            /* a known plain key */
+
+        } else if (s->p >= s->end || *s->p != '"'
+                   || aigov_limit_scan_string(s, &key, &klen, &escaped) != 0)
         {
             s->unsure = 1;
             return -1;
-        }
 
-        if (escaped && what != AIGOV_SCAN_OTHER) {
+        } else if (escaped && what != AIGOV_SCAN_OTHER) {
             /* "us\u0061ge" is "usage": not ours to decode */
             s->unsure = 1;
             return -1;
         }
 
-        aigov_limit_scan_ws(s);
-
         if (s->p >= s->end || *s->p != ':') {
-            s->unsure = 1;
-            return -1;
+            aigov_limit_scan_ws(s);
+
+            if (s->p >= s->end || *s->p != ':') {
+                s->unsure = 1;
+                return -1;
+            }
         }
 
         s->p++;
@@ -1764,20 +1888,31 @@ aigov_limit_scan_object(aigov_limit_scan_t *s, int depth, int what,
             }
         }
 
-        rc = aigov_limit_scan_value(s, depth + 1, child, cc, &num);
+        if (depth < AIGOV_SCAN_DEPTH
+            && ((*s->p >= '0' && *s->p <= '9') || *s->p == '-'))
+        {
+            /* what aigov_limit_scan_value() does for it, one call less */
+            rc = aigov_limit_scan_number(s, &num);
+
+        } else {
+            rc = aigov_limit_scan_value(s, depth + 1, child, cc, &num);
+        }
 
         if (rc < 0) {
             return -1;
         }
 
         if (what == AIGOV_SCAN_USAGE) {
-            for (i = 0; i < AIGOV_SCAN_FIELDS; i++) {
+            for (i = 0; field < 0 && i < AIGOV_SCAN_FIELDS; i++) {
                 if (aigov_limit_scan_fields[i].len == klen
                     && memcmp(aigov_limit_scan_fields[i].data, key, klen) == 0)
                 {
-                    counts[i] = (rc == AIGOV_SCAN_INT && num >= 0) ? num : -1;
-                    break;
+                    field = i;
                 }
+            }
+
+            if (field >= 0) {
+                counts[field] = (rc == AIGOV_SCAN_INT && num >= 0) ? num : -1;
             }
         }
 
@@ -1865,11 +2000,48 @@ aigov_limit_scan_value(aigov_limit_scan_t *s, int depth, int what,
 }
 
 
+/* What the counts the scan kept say, as aigov_limit_usage_tokens() would. */
+static int
+aigov_limit_scan_result(aigov_limit_scan_t *s, uint64_t *total)
+{
+    int64_t  *c;
+
+    if (s->usage) {
+        c = s->u;
+
+    } else if (s->response && s->response_usage) {
+        c = s->ru;
+
+    } else {
+        return AIGOV_DECLINED;
+    }
+
+    if (c[0] >= 0) {
+        *total = (uint64_t) c[0];
+        return AIGOV_OK;
+    }
+
+    if (c[1] >= 0 || c[2] >= 0) {
+        *total = (uint64_t) (c[1] < 0 ? 0 : c[1])
+                 + (uint64_t) (c[2] < 0 ? 0 : c[2]);
+        return AIGOV_OK;
+    }
+
+    if (c[3] >= 0 || c[4] >= 0) {
+        *total = (uint64_t) (c[3] < 0 ? 0 : c[3])
+                 + (uint64_t) (c[4] < 0 ? 0 : c[4]);
+        return AIGOV_OK;
+    }
+
+    return AIGOV_DECLINED;
+}
+
+
 int
 aigov_limit_usage_scan(const char *json, size_t len, uint64_t *total)
 {
     int                  rc;
-    int64_t              num, *c;
+    int64_t              num;
     aigov_limit_scan_t   s;
 
     memset(&s, 0, sizeof(aigov_limit_scan_t));
@@ -1898,34 +2070,315 @@ aigov_limit_usage_scan(const char *json, size_t len, uint64_t *total)
         return aigov_limit_usage_tokens(json, len, total);
     }
 
-    if (s.usage) {
-        c = s.u;
+    return aigov_limit_scan_result(&s, total);
+}
 
-    } else if (s.response && s.response_usage) {
-        c = s.ru;
 
-    } else {
-        return AIGOV_DECLINED;
+/*
+ * aigov_limit_usage_fast(): the same counts for much less.  Most of a
+ * response body is strings (the content) that the usage does not depend
+ * on, so this scan does not validate the body: outside strings it only
+ * follows the nesting ({ and [ in, } and ] out, a class table), inside
+ * them it only looks for the closing quote, eight bytes at a time, and it
+ * compares only the keys of the root object and of the root's "response"
+ * object.  The value of a "usage" key there is read by
+ * aigov_limit_scan_object() above, exactly, and so is validated; nothing
+ * else is.
+ *
+ * For a body that jansson accepts, a key is a string followed by ':',
+ * a quote ends a string unless an odd run of backslashes stands before
+ * it, and the depth is that of the document: the answer is the same.
+ * What it is not sure of -- the root is not an object, an escaped key
+ * that might decode to "usage" or "response", a usage object the exact
+ * scanner is unsure of, a string or the root that does not end, text
+ * after the root -- goes to aigov_limit_usage_scan().  A malformed body
+ * that still carries a well-formed top-level usage is counted: those
+ * tokens were spent.
+ */
+
+#define AIGOV_FAST_SKIP     0   /* what a byte outside strings is */
+#define AIGOV_FAST_QUOTE    1
+#define AIGOV_FAST_OPEN     2
+#define AIGOV_FAST_CLOSE    3
+
+static const unsigned char  aigov_limit_fast_class[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,     /* 0x00 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,     /* 0x10 */
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,     /* 0x20 '"' */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,     /* 0x30 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,     /* 0x40 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 3, 0, 0,     /* 0x50 '[' ']' */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,     /* 0x60 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 3, 0, 0      /* 0x70 '{' '}' */
+    /* 0x80..0xff: 0 */
+};
+
+
+uint64_t  aigov_limit_fast_fallbacks;
+
+
+/*
+ * The same for a string whose keys are not compared: only quotes are
+ * looked for, and a quote ends the string unless it follows an odd run
+ * of backslashes (each backslash escapes the next byte: pairs are
+ * escaped backslashes).  The run stops at the opening quote at worst.
+ */
+static const char *
+aigov_limit_fast_skip(const char *p, const char *end)
+{
+    uint64_t     x, y, m;
+    const char  *b;
+
+    for ( ;; ) {
+
+        /* most strings end in their first eight bytes; long ones: 16 a turn */
+
+        m = 0;
+
+        if (end - p >= 8) {
+            memcpy(&x, p, 8);
+            m = aigov_limit_haszero(x ^ (aigov_limit_ones * '"'));
+
+            if (m == 0) {
+                p += 8;
+
+                while (end - p >= 16) {
+                    memcpy(&x, p, 8);
+                    memcpy(&y, p + 8, 8);
+
+                    m = aigov_limit_haszero(x ^ (aigov_limit_ones * '"'));
+                    y = aigov_limit_haszero(y ^ (aigov_limit_ones * '"'));
+
+                    if (m | y) {
+                        if (m == 0) {
+                            p += 8;
+                            m = y;
+                        }
+
+                        break;
+                    }
+
+                    p += 16;
+                }
+            }
+        }
+
+#if (AIGOV_SCAN_CTZ)
+        if (m) {
+            /* the lowest bit set is exact: the first quote */
+            p += __builtin_ctzll(m) >> 3;
+            goto found;
+        }
+#endif
+
+        /* the rest, or the eight bytes with the quote */
+
+        while (p < end && *p != '"') {
+            p++;
+        }
+
+        if (p == end) {
+            return NULL;
+        }
+
+#if (AIGOV_SCAN_CTZ)
+    found:
+#endif
+
+        for (b = p; b[-1] == '\\'; b--) { /* void */ }
+
+        if (((p - b) & 1) == 0) {
+            return p;
+        }
+
+        p++;
+    }
+}
+
+
+int
+aigov_limit_usage_fast(const char *json, size_t len, uint64_t *total)
+{
+    int                  i, c;
+    size_t               depth, kdepth, klen;
+    int64_t             *cc;
+    const char          *p, *end, *key, *q;
+    aigov_limit_scan_t   s;
+
+    end = json + len;
+    p = aigov_limit_skip_ws(json, end);
+
+    if (p == end || *p != '{') {
+        goto fallback;
     }
 
-    if (c[0] >= 0) {
-        *total = (uint64_t) c[0];
-        return AIGOV_OK;
+    s.end = end;
+    s.unsure = 0;
+    s.usage = 0;
+    s.response = 0;
+    s.response_usage = 0;
+
+    p++;
+    depth = 1;
+    kdepth = 1;     /* keys are compared at depth <= kdepth: 2 in "response" */
+
+    if (p == end) {
+        goto fallback;
     }
 
-    if (c[1] >= 0 || c[2] >= 0) {
-        *total = (uint64_t) (c[1] < 0 ? 0 : c[1])
-                 + (uint64_t) (c[2] < 0 ? 0 : c[2]);
-        return AIGOV_OK;
+    for ( ;; ) {
+
+        /* p < end */
+
+        while (aigov_limit_fast_class[(unsigned char) *p] == AIGOV_FAST_SKIP) {
+            if (++p == end) {
+                goto fallback;      /* the root does not end */
+            }
+        }
+
+        c = aigov_limit_fast_class[(unsigned char) *p++];
+
+        if (c != AIGOV_FAST_QUOTE) {
+
+            if (c == AIGOV_FAST_OPEN) {
+                depth++;
+
+            } else if (--depth == 0) {
+                goto done;
+
+            } else if (depth == 1) {
+                kdepth = 1;
+            }
+
+            if (p == end) {
+                goto fallback;
+            }
+
+            continue;
+        }
+
+        key = p;
+        q = aigov_limit_fast_skip(key, end);
+
+        if (q == NULL) {
+            goto fallback;
+        }
+
+        p = q + 1;
+
+        if (p == end) {
+            goto fallback;
+        }
+
+        if (depth > kdepth) {
+            continue;
+        }
+
+        /* a key is a string followed by ':' */
+
+        if (*p != ':') {
+            p = aigov_limit_skip_ws(p, end);
+
+            if (p == end) {
+                goto fallback;
+            }
+
+            if (*p != ':') {
+                continue;
+            }
+        }
+
+        p = aigov_limit_skip_ws(p + 1, end);
+
+        if (p == end) {
+            goto fallback;
+        }
+
+        klen = (size_t) (q - key);
+        cc = NULL;
+
+        if (klen == 5 && memcmp(key, "usage", 5) == 0) {
+
+            /* the last one wins, as in jansson */
+
+            if (depth == 1) {
+                s.usage = (*p == '{');
+                cc = s.usage ? s.u : NULL;
+
+            } else {
+                s.response_usage = (*p == '{');
+                cc = s.response_usage ? s.ru : NULL;
+            }
+
+        } else if (klen == 8 && depth == 1
+                   && memcmp(key, "response", 8) == 0)
+        {
+            s.response = (*p == '{');
+            s.response_usage = 0;
+
+            if (s.response) {
+                /* enter it here: this is the object kdepth stands for */
+                depth = 2;
+                kdepth = 2;
+                p++;
+            }
+
+        } else if ((*key == 'u' || *key == 'r' || *key == '\\')
+                   && memchr(key, '\\', klen) != NULL)
+        {
+            /*
+             * "us\u0061ge" is "usage": not ours to decode.  A key that
+             * decodes to "usage" or "response" starts with its letter or
+             * with a backslash; other keys, escaped or not, do not matter.
+             */
+            goto fallback;
+        }
+
+        if (cc == NULL) {
+
+            if (p == end) {
+                goto fallback;
+            }
+
+            continue;
+        }
+
+        /* the usage object itself: exactly, as aigov_limit_usage_scan() */
+
+        for (i = 0; i < AIGOV_SCAN_FIELDS; i++) {
+            cc[i] = -1;
+        }
+
+        s.p = p;
+
+        if (aigov_limit_scan_object(&s, (int) depth + 1, AIGOV_SCAN_USAGE, cc)
+            < 0)
+        {
+            goto fallback;
+        }
+
+        p = s.p;
+
+        if (p == end) {
+            goto fallback;
+        }
     }
 
-    if (c[3] >= 0 || c[4] >= 0) {
-        *total = (uint64_t) (c[3] < 0 ? 0 : c[3])
-                 + (uint64_t) (c[4] < 0 ? 0 : c[4]);
-        return AIGOV_OK;
+done:
+
+    /* only whitespace after the root, as jansson wants */
+
+    if (aigov_limit_skip_ws(p, end) != end) {
+        goto fallback;
     }
 
-    return AIGOV_DECLINED;
+    return aigov_limit_scan_result(&s, total);
+
+fallback:
+
+    aigov_limit_fast_fallbacks++;
+
+    return aigov_limit_usage_scan(json, len, total);
 }
 
 
@@ -1965,8 +2418,8 @@ aigov_limit_sse_append(aigov_limit_sse_t *s, const char *p, size_t n)
 
 
 /*
- * Is there a "usage" key with an object value?  Saves a jansson parse of
- * every chunk: OpenAI sends "usage":null in all but the last.
+ * Is there a "usage" key with an object value?  Saves a scan of every
+ * chunk: OpenAI sends "usage":null in all but the last.
  */
 static int
 aigov_limit_sse_has_usage(const char *p, size_t len)
@@ -2026,7 +2479,7 @@ aigov_limit_sse_dispatch(aigov_limit_sse_t *s)
         }
 
         if (aigov_limit_sse_has_usage(s->buf, s->len)
-            && aigov_limit_usage_tokens(s->buf, s->len, &t) == AIGOV_OK)
+            && aigov_limit_usage_fast(s->buf, s->len, &t) == AIGOV_OK)
         {
             s->total = t;
             s->found = 1;

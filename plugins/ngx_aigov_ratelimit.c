@@ -1984,7 +1984,7 @@ ngx_aigov_limit_usage_end(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx)
         rc = aigov_limit_sse_usage(&ctx->sse, &total);
 
     } else {
-        rc = aigov_limit_usage_scan((const char *) ctx->buf, ctx->len,
+        rc = aigov_limit_usage_fast((const char *) ctx->buf, ctx->len,
                                     &total);
     }
 

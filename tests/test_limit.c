@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "aigov_limit.h"
 
@@ -2366,17 +2367,66 @@ test_header_uint(void **state)
 /* usage                                                                     */
 /* ------------------------------------------------------------------------ */
 
-/* every case holds for the jansson reader and for the scanner alike */
+static int
+usage_is_json(const char *json, size_t len)
+{
+    json_t        *root;
+    json_error_t   jerr;
+
+    root = json_loadb(json, len, 0, &jerr);
+    json_decref(root);
+
+    return root != NULL;
+}
+
+
+/*
+ * aigov_limit_usage_fast() answers what aigov_limit_usage_tokens() does
+ * for every body that jansson parses; for the others, one of its return
+ * codes, and *total only with AIGOV_OK.
+ */
+static void
+usage_fast_same(const char *json, size_t len)
+{
+    int       rc1, rc2;
+    uint64_t  t1, t2;
+
+    t1 = 0xdeadbeef;
+    t2 = 0xdeadbeef;
+    rc1 = aigov_limit_usage_tokens(json, len, &t1);
+    rc2 = aigov_limit_usage_fast(json, len, &t2);
+
+    if (usage_is_json(json, len)) {
+        if (rc1 != rc2 || t1 != t2) {
+            print_error("usage of \"%.*s\": jansson %d %llu, fast %d %llu\n",
+                        (int) len, json, rc1, (unsigned long long) t1, rc2,
+                        (unsigned long long) t2);
+            fail();
+        }
+
+        return;
+    }
+
+    assert_true(rc2 == AIGOV_OK || rc2 == AIGOV_DECLINED
+                || rc2 == AIGOV_ERROR);
+    assert_true(rc2 == AIGOV_OK || t2 == 0xdeadbeef);
+}
+
+
+/* every case holds for the jansson reader and for the scanners alike */
 static uint64_t
 usage_ok(const char *json, size_t len)
 {
-    uint64_t  t, t2;
+    uint64_t  t, t2, t3;
 
     t = 0xdeadbeef;
     t2 = 0xdeadbeef;
+    t3 = 0xdeadbeef;
     assert_int_equal(aigov_limit_usage_tokens(json, len, &t), AIGOV_OK);
     assert_int_equal(aigov_limit_usage_scan(json, len, &t2), AIGOV_OK);
+    assert_int_equal(aigov_limit_usage_fast(json, len, &t3), AIGOV_OK);
     assert_true(t == t2);
+    assert_true(t == t3);
 
     return t;
 }
@@ -2392,6 +2442,7 @@ usage_is(const char *json, size_t len, int rc)
     assert_true(t == 0xdeadbeef);
     assert_int_equal(aigov_limit_usage_scan(json, len, &t), rc);
     assert_true(t == 0xdeadbeef);
+    usage_fast_same(json, len);
 }
 
 
@@ -2413,6 +2464,8 @@ usage_same(const char *json, size_t len)
                     (unsigned long long) t2);
         fail();
     }
+
+    usage_fast_same(json, len);
 }
 
 
@@ -2695,6 +2748,449 @@ test_usage_scan_same(void **state)
 
 
 /* ------------------------------------------------------------------------ */
+/* usage: the structural scan                                                */
+/* ------------------------------------------------------------------------ */
+
+/* the same answer as jansson's, and without aigov_limit_usage_scan() */
+static uint64_t
+usage_fast_ok(const char *json, size_t len)
+{
+    uint64_t  before, t;
+
+    before = aigov_limit_fast_fallbacks;
+    t = usage_ok(json, len);
+    assert_true(aigov_limit_fast_fallbacks == before);
+
+    return t;
+}
+
+
+static void
+usage_fast_declined(const char *json, size_t len)
+{
+    uint64_t  before;
+
+    before = aigov_limit_fast_fallbacks;
+    usage_is(json, len, AIGOV_DECLINED);
+    assert_true(aigov_limit_fast_fallbacks == before);
+}
+
+
+/* handed to aigov_limit_usage_scan(), and so the same as jansson's */
+static void
+usage_fast_falls_back(const char *json, size_t len)
+{
+    uint64_t  before;
+
+    before = aigov_limit_fast_fallbacks;
+    usage_same(json, len);
+    assert_true(aigov_limit_fast_fallbacks == before + 1);
+}
+
+
+/* a copy of exactly len bytes: ASan and valgrind see any read beyond */
+static int
+usage_fast_exact(const char *json, size_t len, uint64_t *total)
+{
+    int    rc;
+    char  *buf;
+
+    buf = malloc(len ? len : 1);
+    assert_non_null(buf);
+    memcpy(buf, json, len);
+
+    rc = aigov_limit_usage_fast(buf, len, total);
+
+    free(buf);
+
+    return rc;
+}
+
+
+static void
+test_usage_fast_chat(void **state)
+{
+    (void) state;
+
+    /* the body of the benchmark */
+    assert_int_equal(usage_fast_ok(S(
+        "{\"id\":\"x\",\"object\":\"chat.completion\",\"choices\":[{\"index\":"
+        "0,\"message\":{\"role\":\"assistant\",\"content\":\"hello\"}}],"
+        "\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1,"
+        "\"total_tokens\":6}}")), 6);
+
+    /* usage not last */
+    assert_int_equal(usage_fast_ok(S(
+        "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"created\":1,"
+        "\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"message\":{\"role\":"
+        "\"assistant\",\"content\":\"Hi\"},\"finish_reason\":\"stop\"}],"
+        "\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":12,"
+        "\"total_tokens\":21},\"service_tier\":\"default\","
+        "\"system_fingerprint\":\"fp_1\"}")), 21);
+
+    /* the details objects of current models, before and after the counts */
+    assert_int_equal(usage_fast_ok(S(
+        "{\"usage\":{\"prompt_tokens\":19,\"completion_tokens\":10,"
+        "\"total_tokens\":29,\"prompt_tokens_details\":{\"cached_tokens\":0,"
+        "\"audio_tokens\":0},\"completion_tokens_details\":"
+        "{\"reasoning_tokens\":0,\"audio_tokens\":0,"
+        "\"accepted_prediction_tokens\":0,\"rejected_prediction_tokens\":0}},"
+        "\"system_fingerprint\":\"fp_1\"}")), 29);
+    assert_int_equal(usage_fast_ok(S(
+        "{\"usage\":{\"prompt_tokens_details\":{\"total_tokens\":100},"
+        "\"prompt_tokens\":3,\"completion_tokens\":4}}")), 7);
+}
+
+
+static void
+test_usage_fast_last_wins(void **state)
+{
+    (void) state;
+
+    assert_int_equal(usage_fast_ok(S(
+        "{\"usage\":{\"total_tokens\":5},\"id\":\"x\","
+        "\"usage\":{\"total_tokens\":7}}")), 7);
+    usage_fast_declined(S(
+        "{\"usage\":{\"total_tokens\":5},\"id\":\"x\",\"usage\":null}"));
+    usage_fast_declined(S(
+        "{\"usage\":{\"total_tokens\":5},\"usage\":\"n/a\"}"));
+    usage_fast_declined(S(
+        "{\"usage\":{\"total_tokens\":5},\"usage\":[{\"total_tokens\":5}]}"));
+    assert_int_equal(usage_fast_ok(S(
+        "{\"usage\":null,\"usage\":{\"prompt_tokens\":2}}")), 2);
+}
+
+
+/* only the root's "usage" and its "response"'s count */
+static void
+test_usage_fast_depth(void **state)
+{
+    (void) state;
+
+    usage_fast_declined(S("{\"choices\":[{\"usage\":{\"total_tokens\":3}}]}"));
+    usage_fast_declined(S("{\"a\":{\"usage\":{\"total_tokens\":3}}}"));
+    usage_fast_declined(S("{\"a\":[[{\"usage\":{\"total_tokens\":3}}]]}"));
+    usage_fast_declined(S(
+        "{\"a\":{\"response\":{\"usage\":{\"total_tokens\":3}}}}"));
+    usage_fast_declined(S(
+        "{\"response\":{\"a\":{\"usage\":{\"total_tokens\":3}}}}"));
+    usage_fast_declined(S(
+        "{\"response\":{\"x\":[{\"usage\":{\"total_tokens\":3}}]}}"));
+
+    /* after "response" closes, depth 2 is someone else's */
+    usage_fast_declined(S(
+        "{\"response\":{\"id\":\"r\"},"
+        "\"x\":{\"usage\":{\"total_tokens\":3}}}"));
+    usage_fast_declined(S(
+        "{\"response\":[],\"x\":{\"usage\":{\"total_tokens\":3}}}"));
+
+    /* back at depth 1 after deep nesting, keys count again */
+    assert_int_equal(usage_fast_ok(S(
+        "{\"a\":{\"b\":{\"c\":[1,{\"d\":[]},\"]}\"]}},\"e\":[[],{}],"
+        "\"usage\":{\"total_tokens\":4}}")), 4);
+
+    /* a usage object's own "usage" member is just a member */
+    assert_int_equal(usage_fast_ok(S(
+        "{\"usage\":{\"usage\":{\"total_tokens\":3},\"prompt_tokens\":1}}")),
+        1);
+}
+
+
+/* text that looks like usage inside a string is text */
+static void
+test_usage_fast_in_strings(void **state)
+{
+    (void) state;
+
+    usage_fast_declined(S(
+        "{\"content\":\"{\\\"usage\\\":{\\\"total_tokens\\\":3}}\"}"));
+    usage_fast_declined(S(
+        "{\"c\":\"\\\"\",\"usage\":null,\"d\":\"\\\",\\\"usage\\\":"
+        "{\\\"total_tokens\\\":9}\"}"));
+    usage_fast_declined(S(
+        "{\"c\":\"a\\\\\",\"d\":\"\\\"usage\\\":{\\\"total_tokens\\\":9}\"}"));
+
+    /* an escaped backslash and then an escaped quote: the string goes on */
+    assert_int_equal(usage_fast_ok(S(
+        "{\"c\":\"x\\\\\\\"usage\\\":{}\",\"usage\":{\"total_tokens\":2}}")),
+        2);
+
+    /* brackets in strings do not nest */
+    assert_int_equal(usage_fast_ok(S(
+        "{\"c\":\"}}]]{[\",\"d\":[\"]\"],\"usage\":{\"total_tokens\":2}}")),
+        2);
+}
+
+
+/* the Responses API's response.completed event */
+static void
+test_usage_fast_responses(void **state)
+{
+    (void) state;
+
+    assert_int_equal(usage_fast_ok(S(
+        "{\"type\":\"response.completed\",\"sequence_number\":9,"
+        "\"response\":{\"id\":\"resp_1\",\"object\":\"response\","
+        "\"status\":\"completed\",\"output\":[{\"type\":\"message\","
+        "\"content\":[{\"type\":\"output_text\",\"text\":\"Hi\","
+        "\"usage\":{\"total_tokens\":1000}}]}],"
+        "\"usage\":{\"input_tokens\":36,\"input_tokens_details\":"
+        "{\"cached_tokens\":0},\"output_tokens\":87,\"output_tokens_details\":"
+        "{\"reasoning_tokens\":0},\"total_tokens\":123},"
+        "\"metadata\":{}}}")), 123);
+    assert_int_equal(usage_fast_ok(S(
+        "{\"response\":{\"usage\":{\"input_tokens\":36,"
+        "\"output_tokens\":87}},\"usage\":null}")), 123);
+    assert_int_equal(usage_fast_ok(S(
+        "{\"usage\":{\"total_tokens\":1},\"response\":{\"usage\":"
+        "{\"total_tokens\":2}}}")), 1);
+    usage_fast_declined(S(
+        "{\"response\":{\"usage\":{\"total_tokens\":4}},"
+        "\"response\":{\"id\":\"r2\"}}"));
+    usage_fast_declined(S(
+        "{\"response\":{\"usage\":{\"total_tokens\":4}},\"response\":null}"));
+    usage_fast_declined(S(
+        "{\"response\":{\"usage\":{\"total_tokens\":4},\"usage\":1}}"));
+}
+
+
+/* escaped keys that might be "usage" or "response" are not decoded here */
+static void
+test_usage_fast_escaped_keys(void **state)
+{
+    (void) state;
+
+    usage_fast_falls_back(S("{\"us\\u0061ge\":{\"total_tokens\":7}}"));
+    usage_fast_falls_back(S("{\"\\u0075sage\":{\"total_tokens\":7}}"));
+    usage_fast_falls_back(S(
+        "{\"usage\":{\"total_tokens\":7},\"us\\u0061ge\":null}"));
+    usage_fast_falls_back(S(
+        "{\"resp\\u006fnse\":{\"usage\":{\"total_tokens\":7}}}"));
+    usage_fast_falls_back(S(
+        "{\"response\":{\"us\\u0061ge\":{\"total_tokens\":7}}}"));
+    usage_fast_falls_back(S(
+        "{\"usage\":{\"tot\\u0061l_tokens\":7}}"));
+
+    /* other escaped keys cannot be those */
+    assert_int_equal(usage_fast_ok(S(
+        "{\"a\\u0062\":1,\"q\\\"\\\\\":2,\"usage\":{\"total_tokens\":7}}")),
+        7);
+}
+
+
+static void
+test_usage_fast_pretty(void **state)
+{
+    (void) state;
+
+    assert_int_equal(usage_fast_ok(S(
+        "\n\t {\n  \"id\" : \"chatcmpl-1\" ,\n  \"choices\" : [\n    {\n"
+        "      \"message\" : { \"content\" : \"hi\" }\n    }\n  ] ,\n"
+        "\t\"usage\"\r\n :\n {\n    \"prompt_tokens\" : 9 ,\n"
+        "    \"completion_tokens\" : 12 ,\n    \"total_tokens\" : 21\n"
+        "  }\n , \"x\"  :  [ ]\n}\n\n \t\r\n")), 21);
+
+    assert_int_equal(usage_fast_ok(S(
+        "{ \"response\" :\n  {\n    \"usage\"\n:\n{ \"input_tokens\" : 1 ,"
+        " \"output_tokens\" : 2 }\n  }\n}")), 3);
+}
+
+
+/* a long answer, with escapes and multibyte UTF-8 all along */
+static void
+test_usage_fast_long_content(void **state)
+{
+    int          i;
+    char        *body;
+    size_t       n, unit;
+    uint64_t     before, t;
+    const char  *tail;
+
+    static const char  head[] =
+        "{\"choices\":[{\"message\":{\"content\":\"";
+    static const char  piece[] =
+        "h\xc3\xa9llo \xe6\xbc\xa2 \xf0\x9f\x98\x80 \\\" \\\\ \\n \\u00e9 "
+        "\\\\\\\" {\\\"usage\\\":{\\\"total_tokens\\\":1}} ] } ";
+    static const char  *tails[] = {
+        "\"}}],\"usage\":{\"total_tokens\":42}}",
+        "\\\\\"}}],\"usage\":{\"total_tokens\":42}}",
+    };
+
+    (void) state;
+
+    unit = sizeof(piece) - 1;
+
+    for (i = 0; i < 2; i++) {
+        tail = tails[i];
+        body = malloc(sizeof(head) + 65536 + unit + strlen(tail));
+        assert_non_null(body);
+
+        memcpy(body, head, sizeof(head) - 1);
+        n = sizeof(head) - 1;
+
+        while (n < 65536) {
+            memcpy(body + n, piece, unit);
+            n += unit;
+        }
+
+        memcpy(body + n, tail, strlen(tail));
+        n += strlen(tail);
+
+        assert_true(usage_is_json(body, n));
+
+        before = aigov_limit_fast_fallbacks;
+        t = 0;
+        assert_int_equal(usage_fast_exact(body, n, &t), AIGOV_OK);
+        assert_true(t == 42);
+        assert_true(aigov_limit_fast_fallbacks == before);
+        usage_same(body, n);
+
+        /* the same text as a value of the root */
+        memcpy(body, "{\"text\":[[[ \"", 13);
+        assert_false(usage_is_json(body, n));
+
+        free(body);
+    }
+}
+
+
+static void
+test_usage_fast_not_an_object(void **state)
+{
+    (void) state;
+
+    usage_fast_falls_back(S("[{\"usage\":{\"total_tokens\":1}}]"));
+    usage_fast_falls_back(S("[]"));
+    usage_fast_falls_back(S("\"usage\""));
+    usage_fast_falls_back(S("42"));
+    usage_fast_falls_back(S(""));
+    usage_fast_falls_back(S("  \n"));
+    usage_fast_falls_back(S("[DONE]"));
+}
+
+
+/* every prefix of a body: none is JSON, none crashes, all are errors */
+static void
+test_usage_fast_truncated(void **state)
+{
+    int          i;
+    size_t       n, len;
+    uint64_t     t;
+    const char  *body;
+
+    static const char  *bodies[] = {
+        "{\"id\":\"chatcmpl-1\",\"choices\":[{\"index\":0,\"message\":"
+        "{\"role\":\"assistant\",\"content\":\"Caf\xc3\xa9 \\\"x\\\" "
+        "\\\\\"}}],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":12,"
+        "\"total_tokens\":21,\"prompt_tokens_details\":{\"cached_tokens\":"
+        "0}},\"system_fingerprint\":\"fp_1\"}",
+        "{\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\","
+        "\"usage\":{\"input_tokens\":36,\"output_tokens\":87,"
+        "\"total_tokens\":123}}}",
+    };
+
+    (void) state;
+
+    for (i = 0; i < 2; i++) {
+        body = bodies[i];
+        len = strlen(body);
+
+        for (n = 0; n < len; n++) {
+            usage_same(body, n);
+
+            t = 0xdeadbeef;
+            assert_int_equal(usage_fast_exact(body, n, &t), AIGOV_ERROR);
+            assert_true(t == 0xdeadbeef);
+        }
+
+        t = 0;
+        assert_int_equal(usage_fast_exact(body, len, &t), AIGOV_OK);
+    }
+}
+
+
+static void
+test_usage_fast_unterminated(void **state)
+{
+    (void) state;
+
+    usage_fast_falls_back(S("{\"a\":\"abc"));
+    usage_fast_falls_back(S("{\"usage\":{\"total_tokens\":5},\"a\":\"abc}"));
+    usage_fast_falls_back(S(
+        "{\"usage\":{\"total_tokens\":5},\"a\":\"abc\\\"}"));
+    usage_fast_falls_back(S("{\"usage\":{\"total_tokens\":5},\"a\":\"abc\\"));
+    usage_fast_falls_back(S(
+        "{\"usage\":{\"total_tokens\":5},\"a\":\"abc\\\\"));
+    usage_fast_falls_back(S("{\"usage\":{\"total_tokens\":5},\""));
+    usage_fast_falls_back(S("{\"usage\":{\"total_tokens\":5},\"a\":[{}"));
+    usage_fast_falls_back(S("{\"usage\":{\"total_tokens\":5}"));
+}
+
+
+/* a string that ends in an escaped backslash, the quote at every offset */
+static void
+test_usage_fast_escaped_backslash(void **state)
+{
+    int    k;
+    char   body[128];
+    size_t n;
+
+    (void) state;
+
+    assert_int_equal(usage_fast_ok(S(
+        "{\"a\":\"a\\\\\",\"usage\":{\"total_tokens\":5}}")), 5);
+    assert_int_equal(usage_fast_ok(S(
+        "{\"a\":\"\\\\\\\\\",\"usage\":{\"total_tokens\":5}}")), 5);
+    assert_int_equal(usage_fast_ok(S(
+        "{\"a\":\"\\\\\\\"\",\"usage\":{\"total_tokens\":5}}")), 5);
+    assert_int_equal(usage_fast_ok(S(
+        "{\"a\\\\\":\"\\\\\",\"usage\":{\"total_tokens\":5}}")), 5);
+
+    for (k = 0; k < 20; k++) {
+        /* "xxx\\" then "xxx\"\\\"" : closing quotes at all word offsets */
+        n = (size_t) sprintf(body, "{\"a\":\"%.*s\\\\\",\"b\":\"%.*s\\\"\\\\"
+                             "\\\"\",\"usage\":{\"total_tokens\":%d}}",
+                             k, "xxxxxxxxxxxxxxxxxxxx",
+                             k, "yyyyyyyyyyyyyyyyyyyy", k);
+
+        assert_true(usage_is_json(body, n));
+        assert_int_equal(usage_fast_ok(body, n), k);
+    }
+}
+
+
+/*
+ * The departure: a body jansson rejects but whose top-level usage is
+ * well-formed is counted (the tokens were spent); a usage object that is
+ * not well-formed is not.
+ */
+static void
+test_usage_fast_malformed(void **state)
+{
+    uint64_t  t;
+
+    (void) state;
+
+    t = 0;
+    assert_int_equal(aigov_limit_usage_tokens(S(
+        "{\"usage\":{\"total_tokens\":5},\"a\":tru}"), &t), AIGOV_ERROR);
+    assert_int_equal(aigov_limit_usage_fast(S(
+        "{\"usage\":{\"total_tokens\":5},\"a\":tru}"), &t), AIGOV_OK);
+    assert_true(t == 5);
+
+    t = 0;
+    assert_int_equal(aigov_limit_usage_fast(S(
+        "{\"a\":[1,,2],\"c\":\"\xff\",\"usage\":{\"total_tokens\":6}}"),
+        &t), AIGOV_OK);
+    assert_true(t == 6);
+
+    usage_fast_falls_back(S("{\"usage\":{\"total_tokens\":5,}}"));
+    usage_fast_falls_back(S("{\"usage\":{\"total_tokens\":5}} x"));
+    usage_fast_falls_back(S("{\"usage\":{\"total_tokens\":5}}{}"));
+}
+
+
+/* ------------------------------------------------------------------------ */
 /* SSE                                                                       */
 /* ------------------------------------------------------------------------ */
 
@@ -2912,6 +3408,35 @@ test_sse_last_usage_wins(void **state)
                                "data: {\"usage\":null}\n\n"), 256, &t),
                      AIGOV_OK);
     assert_int_equal(t, 8);
+}
+
+
+/*
+ * Events are read by aigov_limit_usage_fast(): a Responses API event with
+ * the usage in "response", and an event that is not JSON but carries a
+ * well-formed usage (counted: the tokens were spent).
+ */
+static void
+test_sse_usage_fast(void **state)
+{
+    uint64_t  t;
+
+    (void) state;
+
+    assert_int_equal(sse_run(S(
+        "event: response.output_text.delta\n"
+        "data: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n"
+        "event: response.completed\n"
+        "data: {\"type\":\"response.completed\",\"response\":{\"id\":\"r\","
+        "\"usage\":{\"input_tokens\":36,\"output_tokens\":87,"
+        "\"total_tokens\":123}}}\n\n"), 256, &t),
+                     AIGOV_OK);
+    assert_int_equal(t, 123);
+
+    assert_int_equal(sse_run(S(
+        "data: {\"c\":\"\xff\",\"usage\":{\"total_tokens\":9}}\n\n"), 256, &t),
+                     AIGOV_OK);
+    assert_int_equal(t, 9);
 }
 
 
@@ -3166,6 +3691,19 @@ main(void)
         cmocka_unit_test(test_usage_not_json),
         cmocka_unit_test(test_usage_respects_len),
         cmocka_unit_test(test_usage_scan_same),
+        cmocka_unit_test(test_usage_fast_chat),
+        cmocka_unit_test(test_usage_fast_last_wins),
+        cmocka_unit_test(test_usage_fast_depth),
+        cmocka_unit_test(test_usage_fast_in_strings),
+        cmocka_unit_test(test_usage_fast_responses),
+        cmocka_unit_test(test_usage_fast_escaped_keys),
+        cmocka_unit_test(test_usage_fast_pretty),
+        cmocka_unit_test(test_usage_fast_long_content),
+        cmocka_unit_test(test_usage_fast_not_an_object),
+        cmocka_unit_test(test_usage_fast_truncated),
+        cmocka_unit_test(test_usage_fast_unterminated),
+        cmocka_unit_test(test_usage_fast_escaped_backslash),
+        cmocka_unit_test(test_usage_fast_malformed),
 
         /* SSE */
         cmocka_unit_test(test_sse_usage_from_last_chunk),
@@ -3175,6 +3713,7 @@ main(void)
         cmocka_unit_test(test_sse_multiline_data),
         cmocka_unit_test(test_sse_fields_and_comments),
         cmocka_unit_test(test_sse_last_usage_wins),
+        cmocka_unit_test(test_sse_usage_fast),
         cmocka_unit_test(test_sse_no_usage),
         cmocka_unit_test(test_sse_oversized_event_skipped),
         cmocka_unit_test(test_sse_buffer_exact_fit),

@@ -6,7 +6,7 @@
  * size gives the same events, skips and usage as feeding it at once; the
  * scanner never writes beyond its buffer (ASan: the buffer is malloc'ed
  * to its exact size) and never holds more than it; the usage it reports
- * is what aigov_limit_usage_tokens() says of one of the events.
+ * is what aigov_limit_usage_fast() says of one of the events.
  */
 
 #include <stddef.h>
