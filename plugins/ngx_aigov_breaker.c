@@ -62,6 +62,11 @@
 
 #define NGX_AIGOV_BREAKER_NODE_LEN         16     /* hex digits */
 
+/* "NODE MODEL VARIANT EVENT OPEN_MS" after "breaker " (names: 128 at most) */
+#define NGX_AIGOV_BREAKER_MSG_LEN                                            \
+    (sizeof("breaker    reopened ") - 1                                      \
+     + NGX_AIGOV_BREAKER_NODE_LEN + 2 * 128 + NGX_INT64_LEN)
+
 
 /* One "breaker" line, as written. */
 typedef struct {
@@ -131,6 +136,9 @@ static void ngx_aigov_breaker_event(ngx_aigov_breaker_ctx_t *bctx,
     ngx_aigov_breaker_variant_t *vb, int event, aigov_breaker_stats_t *pre,
     aigov_breaker_stats_t *st, ngx_uint_t fail, ngx_uint_t slow,
     ngx_log_t *log);
+static size_t ngx_aigov_breaker_message_text(u_char *buf,
+    ngx_aigov_model_t *model, ngx_aigov_variant_t *v, const char *event,
+    uint64_t open_ms);
 static ngx_int_t ngx_aigov_breaker_publish(ngx_aigov_model_t *model,
     ngx_aigov_variant_t *v, const char *event, uint64_t open_ms,
     ngx_log_t *log);
@@ -669,16 +677,35 @@ ngx_aigov_breaker_event(ngx_aigov_breaker_ctx_t *bctx,
 }
 
 
-/* Fleet. */
+/*
+ * Fleet messages, on <prefix>control:
+ *
+ *   breaker NODE MODEL VARIANT EVENT OPEN_MS
+ *
+ * EVENT "tripped" or "reopened" (a trip here), "forced" (forced open
+ * through the admin API).
+ */
+
+static size_t
+ngx_aigov_breaker_message_text(u_char *buf, ngx_aigov_model_t *model,
+    ngx_aigov_variant_t *v, const char *event, uint64_t open_ms)
+{
+    return ngx_snprintf(buf, NGX_AIGOV_BREAKER_MSG_LEN,
+                        "breaker %*s %V %V %s %uL",
+                        (size_t) NGX_AIGOV_BREAKER_NODE_LEN,
+                        ngx_aigov_breaker_node, &model->name, &v->name,
+                        event, open_ms)
+           - buf;
+}
+
+
+/* A trip: published, never waiting for Redis. */
 
 static ngx_int_t
 ngx_aigov_breaker_publish(ngx_aigov_model_t *model, ngx_aigov_variant_t *v,
     const char *event, uint64_t open_ms, ngx_log_t *log)
 {
-    u_char                 msg[sizeof("breaker  reopened ") + 2 * 128
-                               + NGX_AIGOV_BREAKER_NODE_LEN + NGX_INT64_LEN
-                               + 2];
-    u_char                *p;
+    u_char                 msg[NGX_AIGOV_BREAKER_MSG_LEN];
     const char            *argv[3];
     size_t                 argvlen[3];
     ngx_aigov_redis_t     *rds;
@@ -692,17 +719,13 @@ ngx_aigov_breaker_publish(ngx_aigov_model_t *model, ngx_aigov_variant_t *v,
         return NGX_DECLINED;
     }
 
-    p = ngx_snprintf(msg, sizeof(msg), "breaker %*s %V %V %s %uL",
-                     (size_t) NGX_AIGOV_BREAKER_NODE_LEN,
-                     ngx_aigov_breaker_node, &model->name, &v->name,
-                     event, open_ms);
-
     argv[0] = "PUBLISH";
     argvlen[0] = sizeof("PUBLISH") - 1;
     argv[1] = (const char *) ngx_aigov_breaker_channel.data;
     argvlen[1] = ngx_aigov_breaker_channel.len;
     argv[2] = (const char *) msg;
-    argvlen[2] = p - msg;
+    argvlen[2] = ngx_aigov_breaker_message_text(msg, model, v, event,
+                                                open_ms);
 
     /* never waits: queued on the worker's connection, or dropped */
 
@@ -992,7 +1015,9 @@ ngx_aigov_breaker_status(ngx_aigov_model_t *model, void *conf, json_t *out)
 /*
  * The admin API: POST models/{m}/breakers/{variant}
  * {"state": "open" | "closed" | "half_open", "open": "30s"}, on this node;
- * with fleet=on, "open" is published to the fleet as a trip.
+ * with fleet=on, "open" goes to the fleet as a trip: a message that the
+ * admin core publishes with the audit entry, old -> new state, in one
+ * Redis script (ngx_http_aigov_admin_plugin()).
  */
 
 #define ngx_aigov_breaker_admin_error(a, st, ty, ti, ...)                    \
@@ -1017,7 +1042,7 @@ ngx_aigov_breaker_admin(ngx_http_aigov_admin_action_t *a)
     ngx_msec_t                    open_ms;
     ngx_slab_pool_t              *shpool;
     ngx_aigov_variant_t          *v;
-    aigov_breaker_stats_t         st;
+    aigov_breaker_stats_t         old, st;
     ngx_aigov_breaker_conf_t     *bcf;
     ngx_aigov_breaker_variant_t  *vb;
 
@@ -1096,6 +1121,7 @@ ngx_aigov_breaker_admin(ngx_http_aigov_admin_action_t *a)
     shpool = bcf->mcf->shpool;
 
     ngx_shmtx_lock(&shpool->mutex);
+    aigov_breaker_stats(vb->b, &vb->conf, ngx_current_msec, &old);
     aigov_breaker_force(vb->b, &vb->conf, state, ngx_current_msec, open_ms);
     aigov_breaker_stats(vb->b, &vb->conf, ngx_current_msec, &st);
     ngx_shmtx_unlock(&shpool->mutex);
@@ -1110,11 +1136,18 @@ ngx_aigov_breaker_admin(ngx_http_aigov_admin_action_t *a)
                                 aigov_breaker_state_name(state), &v->name)
                     - p;
 
-    p = ngx_pnalloc(a->pool, sizeof("state=half_open open_ms=") - 1
-                             + NGX_INT_T_LEN);
+    p = ngx_pnalloc(a->pool, 2 * (sizeof("state=half_open open_ms=") - 1
+                                  + NGX_INT_T_LEN));
     if (p == NULL) {
         return NULL;
     }
+
+    a->old.data = p;
+    a->old.len = ngx_sprintf(p, "state=%s open_ms=%uD",
+                             aigov_breaker_state_name(old.state), old.open_ms)
+                 - p;
+
+    p += a->old.len;
 
     a->result.data = p;
     a->result.len = ngx_sprintf(p, "state=%s open_ms=%uD",
@@ -1123,11 +1156,16 @@ ngx_aigov_breaker_admin(ngx_http_aigov_admin_action_t *a)
                     - p;
 
     if (state == AIGOV_BREAKER_OPEN && vb->fleet && !vb->dry_run
-        && ngx_aigov_breaker_publish(a->model, v, "forced", st.open_ms,
-                                     a->log)
-           == NGX_OK)
+        && ngx_aigov_breaker_node)
     {
-        a->propagated = 1;
+        p = ngx_pnalloc(a->pool, NGX_AIGOV_BREAKER_MSG_LEN);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        a->message.data = p;
+        a->message.len = ngx_aigov_breaker_message_text(p, a->model, v,
+                                                        "forced", st.open_ms);
     }
 
     return ngx_aigov_breaker_json(bcf, vb);

@@ -315,8 +315,8 @@ $ng->mark;
     is $r->{json}{state}{breakers}{v1}{state}, 'open', 'admin: the model\'s state in the answer';
 }
 like $ng->wait_for_log(qr/aigov audit: .*breaker-open/) // '',
-    qr/\[notice\] .*aigov audit: model "forceme" action "breaker-open v1" by "ops": state=open open_ms=30000 \(reason "INC-7 bad answers"\), this node only/,
-    'admin: the audit log line';
+    qr/\[notice\] .*aigov audit: model "forceme" action "breaker-open v1" by "ops": state=closed open_ms=0 -> state=open open_ms=30000 \(reason "INC-7 bad answers"\), this node only,/,
+    'admin: the audit log line: old -> new state, this node only (no redis)';
 {
     my $r = req('forceme');
     my $ra = $r->{headers}{'retry-after'} // 0;
@@ -713,6 +713,15 @@ EOF
             'fleet: A opens too';
         like $A->wait_for_log(qr/model "forced".*opened by the fleet/) // '',
             qr/opened by the fleet \(forced on node [0-9a-f]{16}\), open for 45000ms/, 'fleet: A logs it';
+        like $B->wait_for_log(qr/aigov audit: .*breaker-open v1/) // '',
+            qr/action "breaker-open v1" by "ops": state=closed open_ms=0 -> state=open open_ms=45000, sent to the fleet, in redis,/,
+            'fleet: B\'s audit line says it was sent to the fleet';
+        my $x = redis_cmd($rport, 'XREVRANGE', 'aigov:audit', '+', '-', 'COUNT', 1);
+        my %f = @{ $x->[0][1] // [] };
+        is_deeply { map { $_ => $f{$_} } qw(version model action by old new reason) },
+            { version => '', model => 'forced', action => 'breaker-open v1', by => 'ops',
+              old => 'state=closed open_ms=0', new => 'state=open open_ms=45000', reason => '' },
+            'fleet: the forced open is in the audit stream';
     }
 
     $A->error_log_clean_ok('fleet: A error log clean');
