@@ -30,7 +30,10 @@
  * Fleet: with aigov_redis and fleet=on, a trip (and a reopening) is
  * published on <prefix>control as "breaker NODE MODEL VARIANT EVENT
  * OPEN_MS"; worker 0 of every other node opens its own breaker of that
- * variant for OPEN_MS (aigov_breaker_remote_trip()).
+ * variant for OPEN_MS (aigov_breaker_remote_trip()).  A state forced
+ * through the admin API goes the same way (the admin core publishes it
+ * with the audit entry); the other nodes force the same state.  Recoveries
+ * stay local: each node's own probes close its breaker.
  */
 
 #include "ngx_http_aigov_module.h"
@@ -64,7 +67,7 @@
 
 /* "NODE MODEL VARIANT EVENT OPEN_MS" after "breaker " (names: 128 at most) */
 #define NGX_AIGOV_BREAKER_MSG_LEN                                            \
-    (sizeof("breaker    reopened ") - 1                                      \
+    (sizeof("breaker    forced-half_open ") - 1                              \
      + NGX_AIGOV_BREAKER_NODE_LEN + 2 * 128 + NGX_INT64_LEN)
 
 
@@ -683,7 +686,10 @@ ngx_aigov_breaker_event(ngx_aigov_breaker_ctx_t *bctx,
  *   breaker NODE MODEL VARIANT EVENT OPEN_MS
  *
  * EVENT "tripped" or "reopened" (a trip here), "forced" (forced open
- * through the admin API).
+ * through the admin API), "forced-closed" or "forced-half_open" (the same,
+ * closed or half-open; OPEN_MS 0).  Nodes before forced-closed and
+ * forced-half_open read every EVENT as a trip for OPEN_MS: they ignore
+ * those two (a trip of 0 ms changes nothing).
  */
 
 static size_t
@@ -760,13 +766,15 @@ ngx_aigov_breaker_publish_reply(void *data, redisReply *reply)
 
 /*
  * Worker 0: "NODE MODEL VARIANT EVENT OPEN_MS" from <prefix>control.  The
- * node's own trips come back too: they are skipped.
+ * node's own messages come back too: they are skipped.  What is applied
+ * here is never published again: only this node's own trips and admin
+ * changes are, so messages never echo.
  */
 
 static void
 ngx_aigov_breaker_message(u_char *msg, size_t len)
 {
-    int                           rc;
+    int                           rc, state;
     u_char                       *p, *end, *sp;
     ngx_str_t                     f[5];
     ngx_int_t                     open_ms;
@@ -830,6 +838,39 @@ ngx_aigov_breaker_message(u_char *msg, size_t len)
     }
 
     shpool = bcf->mcf->shpool;
+
+    /* forced through another node's admin API: the same state here */
+
+    if (f[3].len == sizeof("forced-closed") - 1
+        && ngx_strncmp(f[3].data, "forced-closed", f[3].len) == 0)
+    {
+        state = AIGOV_BREAKER_CLOSED;
+
+    } else if (f[3].len == sizeof("forced-half_open") - 1
+               && ngx_strncmp(f[3].data, "forced-half_open", f[3].len) == 0)
+    {
+        state = AIGOV_BREAKER_HALF_OPEN;
+
+    } else {
+        state = -1;
+    }
+
+    if (state != -1) {
+        ngx_shmtx_lock(&shpool->mutex);
+        aigov_breaker_force(vb->b, &vb->conf, state, ngx_current_msec, 0);
+        ngx_shmtx_unlock(&shpool->mutex);
+
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "aigov: model \"%V\" variant \"%V\": circuit breaker "
+                      "%s by the fleet (forced on node %V)%s",
+                      &model->name, &v->name,
+                      state == AIGOV_BREAKER_CLOSED ? "closed" : "half-open",
+                      &f[0],
+                      state == AIGOV_BREAKER_CLOSED ? "" : ", probing");
+        return;
+    }
+
+    /* a trip, or a forced open: open for at least OPEN_MS */
 
     ngx_shmtx_lock(&shpool->mutex);
     rc = aigov_breaker_remote_trip(vb->b, &vb->conf, ngx_current_msec,
@@ -1014,10 +1055,12 @@ ngx_aigov_breaker_status(ngx_aigov_model_t *model, void *conf, json_t *out)
 
 /*
  * The admin API: POST models/{m}/breakers/{variant}
- * {"state": "open" | "closed" | "half_open", "open": "30s"}, on this node;
- * with fleet=on, "open" goes to the fleet as a trip: a message that the
- * admin core publishes with the audit entry, old -> new state, in one
- * Redis script (ngx_http_aigov_admin_plugin()).
+ * {"state": "open" | "closed" | "half_open", "open": "30s"}.  Forced here
+ * at once; with fleet=on (and no dry_run) every state also goes to the
+ * fleet as a message ("forced", "forced-closed", "forced-half_open") that
+ * the admin core publishes with the audit entry, old -> new state, in one
+ * Redis script (ngx_http_aigov_admin_plugin()).  Other nodes apply it in
+ * ngx_aigov_breaker_message() and never publish it again.
  */
 
 #define ngx_aigov_breaker_admin_error(a, st, ty, ti, ...)                    \
@@ -1039,6 +1082,7 @@ ngx_aigov_breaker_admin(ngx_http_aigov_admin_action_t *a)
     u_char                       *p;
     ngx_str_t                     s;
     ngx_int_t                     ms;
+    const char                   *event;
     ngx_msec_t                    open_ms;
     ngx_slab_pool_t              *shpool;
     ngx_aigov_variant_t          *v;
@@ -1155,17 +1199,19 @@ ngx_aigov_breaker_admin(ngx_http_aigov_admin_action_t *a)
                                 st.open_ms)
                     - p;
 
-    if (state == AIGOV_BREAKER_OPEN && vb->fleet && !vb->dry_run
-        && ngx_aigov_breaker_node)
-    {
+    if (vb->fleet && !vb->dry_run && ngx_aigov_breaker_node) {
         p = ngx_pnalloc(a->pool, NGX_AIGOV_BREAKER_MSG_LEN);
         if (p == NULL) {
             return NULL;
         }
 
+        event = (state == AIGOV_BREAKER_OPEN) ? "forced"
+                : (state == AIGOV_BREAKER_CLOSED) ? "forced-closed"
+                : "forced-half_open";
+
         a->message.data = p;
-        a->message.len = ngx_aigov_breaker_message_text(p, a->model, v,
-                                                        "forced", st.open_ms);
+        a->message.len = ngx_aigov_breaker_message_text(p, a->model, v, event,
+                             (state == AIGOV_BREAKER_OPEN) ? st.open_ms : 0);
     }
 
     return ngx_aigov_breaker_json(bcf, vb);
