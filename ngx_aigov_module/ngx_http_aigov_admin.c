@@ -17,8 +17,9 @@
  *   GET    audit[?count=N]         the Redis audit stream, newest first
  *
  * Bearer tokens from a file ("NAME ROLE TOKEN" lines, ROLE read | write),
- * kept as SHA-256 digests and compared in constant time.  Every change is
- * an audit record (log and Redis stream).  Errors are RFC 9457 problems.
+ * kept as SHA-256 digests and compared in constant time.  Every change,
+ * plugins' actions too, is an audit record (log and Redis stream).  Errors
+ * are RFC 9457 problems.
  */
 
 #include "ngx_http_aigov_module.h"
@@ -32,6 +33,13 @@
 #define NGX_HTTP_AIGOV_ROLE_WRITE      2
 
 #define NGX_HTTP_AIGOV_ADMIN_BODY_MAX  (16 * 1024)
+
+/* where a plugin's action was recorded, besides the error log */
+#define NGX_HTTP_AIGOV_RECORD_LOG      0     /* no aigov_redis */
+#define NGX_HTTP_AIGOV_RECORD_REDIS    1     /* the audit stream */
+#define NGX_HTTP_AIGOV_RECORD_NOT_SENT 2     /* redis not connected */
+#define NGX_HTTP_AIGOV_RECORD_NO_REPLY 3     /* sent, no answer in time */
+#define NGX_HTTP_AIGOV_RECORD_REFUSED  4     /* an error reply */
 
 
 typedef struct {
@@ -55,7 +63,10 @@ typedef struct {
     ngx_http_aigov_admin_action_pt  action;  /* a plugin's op */
     ngx_str_t                  arg;          /* after "WORD/" */
     ngx_http_aigov_change_t    change;
-    ngx_aigov_redis_cmd_t     *cmd;          /* audit read */
+    ngx_http_aigov_admin_action_t  act;      /* the plugin's op, done */
+    json_t                    *result;       /* its result, until sent */
+    ngx_uint_t                 record;       /* NGX_HTTP_AIGOV_RECORD_* */
+    ngx_aigov_redis_cmd_t     *cmd;          /* audit read or record */
     ngx_int_t                  rc;           /* of a problem sent */
     ngx_uint_t                 waiting;
 } ngx_http_aigov_admin_ctx_t;
@@ -64,6 +75,9 @@ typedef struct {
 static ngx_int_t ngx_http_aigov_admin_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_aigov_admin_plugin(ngx_http_request_t *r,
     ngx_http_aigov_admin_ctx_t *ctx, json_t *body);
+static void ngx_http_aigov_admin_record_reply(void *data, redisReply *reply);
+static ngx_int_t ngx_http_aigov_admin_plugin_done(ngx_http_request_t *r,
+    ngx_http_aigov_admin_ctx_t *ctx);
 static void ngx_http_aigov_admin_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_aigov_admin_write(ngx_http_request_t *r,
     ngx_http_aigov_admin_ctx_t *ctx, json_t *body);
@@ -764,54 +778,166 @@ ngx_http_aigov_admin_write(ngx_http_request_t *r,
 
 
 /*
- * A plugin's action, on this node: the handler changes what it owns and
- * says what it did; the audit record is a log line (the Redis audit
- * stream records control changes only).
+ * A plugin's action: the handler changes what it owns, on this node, and
+ * says what it did.  The change goes to the audit stream and its message,
+ * if any, to the fleet, in one Redis script whose reply the request waits
+ * for (an event, at most command_timeout); without Redis, at once.  Either
+ * way it is an audit line in the error log that says where it went.
  */
 
 static ngx_int_t
 ngx_http_aigov_admin_plugin(ngx_http_request_t *r,
     ngx_http_aigov_admin_ctx_t *ctx, json_t *body)
 {
-    json_t                         *doc;
-    ngx_http_aigov_admin_action_t   a;
+    ngx_http_aigov_record_t         rec;
+    ngx_http_aigov_main_conf_t     *mcf;
+    ngx_http_aigov_admin_action_t  *a;
 
-    ngx_memzero(&a, sizeof(ngx_http_aigov_admin_action_t));
+    a = &ctx->act;
 
-    a.model = ctx->model;
-    a.arg = ctx->arg;
-    a.body = body;
-    a.log = r->connection->log;
-    a.pool = r->pool;
+    a->model = ctx->model;
+    a->arg = ctx->arg;
+    a->body = body;
+    a->log = r->connection->log;
+    a->pool = r->pool;
 
-    doc = ctx->action(&a);
+    ctx->result = ctx->action(a);
 
-    if (doc == NULL) {
-        if (a.status == 0) {
+    a->body = NULL;
+
+    if (ctx->result == NULL) {
+        if (a->status == 0) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_http_aigov_admin_problem(r, a.status, a.type, a.title,
-                                            "%*s", a.detail_len, a.detail);
+        return ngx_http_aigov_admin_problem(r, a->status, a->type, a->title,
+                                            "%*s", a->detail_len, a->detail);
+    }
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_aigov_module);
+
+    rec.model = ctx->model;
+    rec.action = a->action;
+    rec.actor = ctx->token->name;
+    rec.reason = ctx->change.reason;
+    rec.old = a->old;
+    rec.new = a->result;
+    rec.message = a->message;
+
+    ctx->record = mcf->redis ? NGX_HTTP_AIGOV_RECORD_NOT_SENT
+                             : NGX_HTTP_AIGOV_RECORD_LOG;
+
+    if (mcf->redis) {
+        ctx->cmd = ngx_http_aigov_control_record(&rec,
+                                           ngx_http_aigov_admin_record_reply,
+                                           ctx);
+        if (ctx->cmd) {
+            ctx->waiting = 1;
+            return NGX_DONE;
+        }
+    }
+
+    return ngx_http_aigov_admin_plugin_done(r, ctx);
+}
+
+
+static void
+ngx_http_aigov_admin_record_reply(void *data, redisReply *reply)
+{
+    ngx_http_aigov_admin_ctx_t *ctx = data;
+
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+
+    ctx->cmd = NULL;
+    ctx->waiting = 0;
+
+    if (reply == NULL) {
+        /* timed out or lost: Redis may still run it, or may not */
+        ctx->record = NGX_HTTP_AIGOV_RECORD_NO_REPLY;
+
+    } else if (reply->type == REDIS_REPLY_INTEGER) {
+        ctx->record = NGX_HTTP_AIGOV_RECORD_REDIS;
+        ctx->act.propagated = (ctx->act.message.len && reply->integer >= 0);
+
+    } else {
+        ctx->record = NGX_HTTP_AIGOV_RECORD_REFUSED;
+
+        if (reply->type == REDIS_REPLY_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                          "aigov: redis refused the audit record of model "
+                          "\"%V\" action \"%V\": %*s", &ctx->model->name,
+                          &ctx->act.action, ngx_min(reply->len, 200),
+                          reply->str);
+        }
+    }
+
+    rc = ngx_http_aigov_admin_plugin_done(r, ctx);
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static ngx_int_t
+ngx_http_aigov_admin_plugin_done(ngx_http_request_t *r,
+    ngx_http_aigov_admin_ctx_t *ctx)
+{
+    json_t                         *result;
+    const char                     *where;
+    ngx_http_aigov_admin_action_t  *a;
+
+    a = &ctx->act;
+
+    switch (ctx->record) {
+
+    case NGX_HTTP_AIGOV_RECORD_REDIS:
+        where = a->propagated ? "sent to the fleet, in redis"
+                              : "this node only, in redis";
+        break;
+
+    case NGX_HTTP_AIGOV_RECORD_NOT_SENT:
+        where = "this node only, redis unreachable";
+        break;
+
+    case NGX_HTTP_AIGOV_RECORD_NO_REPLY:
+        where = "this node only so far: redis did not answer in time "
+                "(what was sent may still reach redis and the fleet)";
+        break;
+
+    case NGX_HTTP_AIGOV_RECORD_REFUSED:
+        where = "this node only, redis refused it";
+        break;
+
+    default:
+        where = "this node only";
     }
 
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                   "aigov audit: model \"%V\" action \"%V\" by \"%V\": "
-                  "%V%s%V%s, this node only",
-                  &ctx->model->name, &a.action, &ctx->token->name,
-                  &a.result, ctx->change.reason.len ? " (reason \"" : "",
+                  "%V%s%V%s%V%s, %s",
+                  &ctx->model->name, &a->action, &ctx->token->name,
+                  &a->old, a->old.len ? " -> " : "", &a->result,
+                  ctx->change.reason.len ? " (reason \"" : "",
                   &ctx->change.reason,
-                  ctx->change.reason.len ? "\")" : "");
+                  ctx->change.reason.len ? "\")" : "", where);
+
+    result = ctx->result;
+    ctx->result = NULL;
 
     return ngx_http_aigov_send_json(r, NGX_HTTP_OK,
                json_pack("{s:s%, s:s%, s:s%, s:b, s:o, s:o}",
                          "model", (char *) ctx->model->name.data,
                          ctx->model->name.len,
-                         "action", (char *) a.action.data, a.action.len,
+                         "action", (char *) a->action.data, a->action.len,
                          "node", (char *) ngx_cycle->hostname.data,
                          ngx_cycle->hostname.len,
-                         "propagated", (int) a.propagated,
-                         "result", doc,
+                         "propagated", (int) a->propagated,
+                         "result", result,
                          "state",
                          ngx_http_aigov_admin_model_json(ctx->model)));
 }
@@ -851,6 +977,11 @@ ngx_http_aigov_admin_cleanup(void *data)
     if (ctx->cmd) {
         ngx_aigov_redis_cancel(ctx->cmd);
         ctx->cmd = NULL;
+    }
+
+    if (ctx->result) {
+        json_decref(ctx->result);
+        ctx->result = NULL;
     }
 }
 

@@ -98,6 +98,21 @@ static const char  ngx_http_aigov_lua_push[] =
     "redis.call('PUBLISH', ARGV[9], ARGV[8]) "
     "return 0";
 
+/*
+ * An admin change that is not a control change (a plugin's action).
+ * KEYS[1] audit stream.  ARGV: 1 time, 2 by, 3 model, 4 action, 5 old,
+ * 6 new, 7 node, 8 reason, 9 channel, 10 message (empty: none).  The entry
+ * first: a message is published only once the change is in the audit
+ * trail.  Returns the message's receivers, -1 without a message.
+ */
+static const char  ngx_http_aigov_lua_record[] =
+    "redis.call('XADD', KEYS[1], 'MAXLEN', '~', '10000', '*', "
+    "  'version', '', 'model', ARGV[3], 'action', ARGV[4], 'by', ARGV[2], "
+    "  'old', ARGV[5], 'new', ARGV[6], 'node', ARGV[7], "
+    "  'reason', ARGV[8], 'time', ARGV[1]) "
+    "if ARGV[10] == '' then return -1 end "
+    "return redis.call('PUBLISH', ARGV[9], ARGV[10])";
+
 
 static ngx_http_aigov_main_conf_t  *ngx_http_aigov_sync_mcf;
 static ngx_aigov_redis_t           *ngx_http_aigov_cmd;
@@ -1210,6 +1225,53 @@ ngx_http_aigov_control_cancel(ngx_http_aigov_change_t *ch)
         ngx_aigov_redis_cancel(ch->cmd);
         ch->cmd = NULL;
     }
+}
+
+
+ngx_aigov_redis_cmd_t *
+ngx_http_aigov_control_record(ngx_http_aigov_record_t *rec,
+    ngx_aigov_redis_handler_pt handler, void *data)
+{
+    u_char       updated[NGX_TIME_T_LEN];
+    const char  *argv[14];
+    size_t       argvlen[14];
+
+    if (ngx_http_aigov_cmd == NULL || !ngx_http_aigov_cmd->ready) {
+        return NULL;
+    }
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = ngx_http_aigov_lua_record;
+    argvlen[1] = sizeof(ngx_http_aigov_lua_record) - 1;
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = (const char *) ngx_http_aigov_audit_key.data;
+    argvlen[3] = ngx_http_aigov_audit_key.len;
+
+    argv[4] = (const char *) updated;
+    argvlen[4] = ngx_sprintf(updated, "%T", ngx_time()) - updated;
+    argv[5] = (const char *) rec->actor.data;
+    argvlen[5] = rec->actor.len;
+    argv[6] = (const char *) rec->model->name.data;
+    argvlen[6] = rec->model->name.len;
+    argv[7] = (const char *) rec->action.data;
+    argvlen[7] = rec->action.len;
+    argv[8] = (const char *) rec->old.data;
+    argvlen[8] = rec->old.len;
+    argv[9] = (const char *) rec->new.data;
+    argvlen[9] = rec->new.len;
+    argv[10] = (const char *) ngx_cycle->hostname.data;
+    argvlen[10] = ngx_cycle->hostname.len;
+    argv[11] = (const char *) rec->reason.data;
+    argvlen[11] = rec->reason.len;
+    argv[12] = (const char *) ngx_http_aigov_channel.data;
+    argvlen[12] = ngx_http_aigov_channel.len;
+    argv[13] = (const char *) rec->message.data;
+    argvlen[13] = rec->message.len;
+
+    return ngx_aigov_redis_send(ngx_http_aigov_cmd, handler, data, 14, argv,
+                                argvlen);
 }
 
 

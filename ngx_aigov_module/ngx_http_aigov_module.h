@@ -258,15 +258,45 @@ void ngx_http_aigov_control_cancel(ngx_http_aigov_change_t *ch);
 ngx_int_t ngx_http_aigov_parse_weights(ngx_aigov_model_t *model, u_char *s,
     size_t len, ngx_aigov_runtime_t *rt, ngx_str_t *err);
 
+/*
+ * An admin change that is not a control change (a plugin's action): an
+ * entry in the audit stream <prefix>audit (its "version" empty: no control
+ * version is made) and, when message is not empty, that message published
+ * on <prefix>control, in one script.  Never waits: the handler gets the
+ * number of the message's receivers (an integer, -1 without a message), an
+ * error, or NULL (timeout, connection lost).  Returns NULL, and never calls
+ * the handler, when there is no aigov_redis or it is not connected.
+ */
+typedef struct {
+    ngx_aigov_model_t               *model;
+    ngx_str_t                        action;
+    ngx_str_t                        actor;     /* token name */
+    ngx_str_t                        reason;
+    ngx_str_t                        old;       /* "state=closed ..." */
+    ngx_str_t                        new;
+    ngx_str_t                        message;   /* for <prefix>control */
+} ngx_http_aigov_record_t;
+
+struct redisReply;
+
+struct ngx_aigov_redis_cmd_s *ngx_http_aigov_control_record(
+    ngx_http_aigov_record_t *rec,
+    void (*handler)(void *data, struct redisReply *reply), void *data);
+
 /* ngx_http_aigov_admin.c */
 char *ngx_http_aigov_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /*
  * A plugin's write action in the admin API: POST models/{m}/WORD[/ARG]
- * with an optional JSON body, write tokens only.  The handler returns the
- * JSON result (and sets action and result for the audit log line), or NULL
- * with status, type, title and detail set for a problem response (status
- * 0: 500).  Strings it sets must outlive the call (pool, literals).
+ * with an optional JSON body, write tokens only.  The handler applies the
+ * change on this node and returns the JSON result, with action, old and
+ * result set for the audit record and, to have the fleet follow, message
+ * set to what the other nodes should get on <prefix>control; or it returns
+ * NULL with status, type, title and detail set for a problem response
+ * (status 0: 500).  The core then records the change (error log, and with
+ * Redis the audit stream) and publishes message, in one Redis script; it
+ * sets propagated when Redis took both.  Strings the handler sets must
+ * outlive the request's wait for Redis (pool, literals).
  */
 typedef struct {
     ngx_aigov_model_t         *model;
@@ -276,8 +306,10 @@ typedef struct {
     ngx_log_t                 *log;
 
     ngx_str_t                  action;       /* "breaker-open v2" */
-    ngx_str_t                  result;       /* for the audit line */
-    ngx_uint_t                 propagated;   /* sent to the fleet */
+    ngx_str_t                  old;          /* "state=closed open_ms=0" */
+    ngx_str_t                  result;       /* "state=open open_ms=30000" */
+    ngx_str_t                  message;      /* for the fleet; empty: none */
+    ngx_uint_t                 propagated;   /* the fleet got message */
 
     ngx_uint_t                 status;       /* error */
     const char                *type;

@@ -30,7 +30,10 @@
  * Fleet: with aigov_redis and fleet=on, a trip (and a reopening) is
  * published on <prefix>control as "breaker NODE MODEL VARIANT EVENT
  * OPEN_MS"; worker 0 of every other node opens its own breaker of that
- * variant for OPEN_MS (aigov_breaker_remote_trip()).
+ * variant for OPEN_MS (aigov_breaker_remote_trip()).  A state forced
+ * through the admin API goes the same way (the admin core publishes it
+ * with the audit entry); the other nodes force the same state.  Recoveries
+ * stay local: each node's own probes close its breaker.
  */
 
 #include "ngx_http_aigov_module.h"
@@ -61,6 +64,11 @@
 #define NGX_AIGOV_BREAKER_VAR_DRY_RUN      4
 
 #define NGX_AIGOV_BREAKER_NODE_LEN         16     /* hex digits */
+
+/* "NODE MODEL VARIANT EVENT OPEN_MS" after "breaker " (names: 128 at most) */
+#define NGX_AIGOV_BREAKER_MSG_LEN                                            \
+    (sizeof("breaker    forced-half_open ") - 1                              \
+     + NGX_AIGOV_BREAKER_NODE_LEN + 2 * 128 + NGX_INT64_LEN)
 
 
 /* One "breaker" line, as written. */
@@ -131,6 +139,9 @@ static void ngx_aigov_breaker_event(ngx_aigov_breaker_ctx_t *bctx,
     ngx_aigov_breaker_variant_t *vb, int event, aigov_breaker_stats_t *pre,
     aigov_breaker_stats_t *st, ngx_uint_t fail, ngx_uint_t slow,
     ngx_log_t *log);
+static size_t ngx_aigov_breaker_message_text(u_char *buf,
+    ngx_aigov_model_t *model, ngx_aigov_variant_t *v, const char *event,
+    uint64_t open_ms);
 static ngx_int_t ngx_aigov_breaker_publish(ngx_aigov_model_t *model,
     ngx_aigov_variant_t *v, const char *event, uint64_t open_ms,
     ngx_log_t *log);
@@ -669,16 +680,38 @@ ngx_aigov_breaker_event(ngx_aigov_breaker_ctx_t *bctx,
 }
 
 
-/* Fleet. */
+/*
+ * Fleet messages, on <prefix>control:
+ *
+ *   breaker NODE MODEL VARIANT EVENT OPEN_MS
+ *
+ * EVENT "tripped" or "reopened" (a trip here), "forced" (forced open
+ * through the admin API), "forced-closed" or "forced-half_open" (the same,
+ * closed or half-open; OPEN_MS 0).  Nodes before forced-closed and
+ * forced-half_open read every EVENT as a trip for OPEN_MS: they ignore
+ * those two (a trip of 0 ms changes nothing).
+ */
+
+static size_t
+ngx_aigov_breaker_message_text(u_char *buf, ngx_aigov_model_t *model,
+    ngx_aigov_variant_t *v, const char *event, uint64_t open_ms)
+{
+    return ngx_snprintf(buf, NGX_AIGOV_BREAKER_MSG_LEN,
+                        "breaker %*s %V %V %s %uL",
+                        (size_t) NGX_AIGOV_BREAKER_NODE_LEN,
+                        ngx_aigov_breaker_node, &model->name, &v->name,
+                        event, open_ms)
+           - buf;
+}
+
+
+/* A trip: published, never waiting for Redis. */
 
 static ngx_int_t
 ngx_aigov_breaker_publish(ngx_aigov_model_t *model, ngx_aigov_variant_t *v,
     const char *event, uint64_t open_ms, ngx_log_t *log)
 {
-    u_char                 msg[sizeof("breaker  reopened ") + 2 * 128
-                               + NGX_AIGOV_BREAKER_NODE_LEN + NGX_INT64_LEN
-                               + 2];
-    u_char                *p;
+    u_char                 msg[NGX_AIGOV_BREAKER_MSG_LEN];
     const char            *argv[3];
     size_t                 argvlen[3];
     ngx_aigov_redis_t     *rds;
@@ -692,17 +725,13 @@ ngx_aigov_breaker_publish(ngx_aigov_model_t *model, ngx_aigov_variant_t *v,
         return NGX_DECLINED;
     }
 
-    p = ngx_snprintf(msg, sizeof(msg), "breaker %*s %V %V %s %uL",
-                     (size_t) NGX_AIGOV_BREAKER_NODE_LEN,
-                     ngx_aigov_breaker_node, &model->name, &v->name,
-                     event, open_ms);
-
     argv[0] = "PUBLISH";
     argvlen[0] = sizeof("PUBLISH") - 1;
     argv[1] = (const char *) ngx_aigov_breaker_channel.data;
     argvlen[1] = ngx_aigov_breaker_channel.len;
     argv[2] = (const char *) msg;
-    argvlen[2] = p - msg;
+    argvlen[2] = ngx_aigov_breaker_message_text(msg, model, v, event,
+                                                open_ms);
 
     /* never waits: queued on the worker's connection, or dropped */
 
@@ -737,13 +766,15 @@ ngx_aigov_breaker_publish_reply(void *data, redisReply *reply)
 
 /*
  * Worker 0: "NODE MODEL VARIANT EVENT OPEN_MS" from <prefix>control.  The
- * node's own trips come back too: they are skipped.
+ * node's own messages come back too: they are skipped.  What is applied
+ * here is never published again: only this node's own trips and admin
+ * changes are, so messages never echo.
  */
 
 static void
 ngx_aigov_breaker_message(u_char *msg, size_t len)
 {
-    int                           rc;
+    int                           rc, state;
     u_char                       *p, *end, *sp;
     ngx_str_t                     f[5];
     ngx_int_t                     open_ms;
@@ -807,6 +838,39 @@ ngx_aigov_breaker_message(u_char *msg, size_t len)
     }
 
     shpool = bcf->mcf->shpool;
+
+    /* forced through another node's admin API: the same state here */
+
+    if (f[3].len == sizeof("forced-closed") - 1
+        && ngx_strncmp(f[3].data, "forced-closed", f[3].len) == 0)
+    {
+        state = AIGOV_BREAKER_CLOSED;
+
+    } else if (f[3].len == sizeof("forced-half_open") - 1
+               && ngx_strncmp(f[3].data, "forced-half_open", f[3].len) == 0)
+    {
+        state = AIGOV_BREAKER_HALF_OPEN;
+
+    } else {
+        state = -1;
+    }
+
+    if (state != -1) {
+        ngx_shmtx_lock(&shpool->mutex);
+        aigov_breaker_force(vb->b, &vb->conf, state, ngx_current_msec, 0);
+        ngx_shmtx_unlock(&shpool->mutex);
+
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "aigov: model \"%V\" variant \"%V\": circuit breaker "
+                      "%s by the fleet (forced on node %V)%s",
+                      &model->name, &v->name,
+                      state == AIGOV_BREAKER_CLOSED ? "closed" : "half-open",
+                      &f[0],
+                      state == AIGOV_BREAKER_CLOSED ? "" : ", probing");
+        return;
+    }
+
+    /* a trip, or a forced open: open for at least OPEN_MS */
 
     ngx_shmtx_lock(&shpool->mutex);
     rc = aigov_breaker_remote_trip(vb->b, &vb->conf, ngx_current_msec,
@@ -991,8 +1055,12 @@ ngx_aigov_breaker_status(ngx_aigov_model_t *model, void *conf, json_t *out)
 
 /*
  * The admin API: POST models/{m}/breakers/{variant}
- * {"state": "open" | "closed" | "half_open", "open": "30s"}, on this node;
- * with fleet=on, "open" is published to the fleet as a trip.
+ * {"state": "open" | "closed" | "half_open", "open": "30s"}.  Forced here
+ * at once; with fleet=on (and no dry_run) every state also goes to the
+ * fleet as a message ("forced", "forced-closed", "forced-half_open") that
+ * the admin core publishes with the audit entry, old -> new state, in one
+ * Redis script (ngx_http_aigov_admin_plugin()).  Other nodes apply it in
+ * ngx_aigov_breaker_message() and never publish it again.
  */
 
 #define ngx_aigov_breaker_admin_error(a, st, ty, ti, ...)                    \
@@ -1014,10 +1082,11 @@ ngx_aigov_breaker_admin(ngx_http_aigov_admin_action_t *a)
     u_char                       *p;
     ngx_str_t                     s;
     ngx_int_t                     ms;
+    const char                   *event;
     ngx_msec_t                    open_ms;
     ngx_slab_pool_t              *shpool;
     ngx_aigov_variant_t          *v;
-    aigov_breaker_stats_t         st;
+    aigov_breaker_stats_t         old, st;
     ngx_aigov_breaker_conf_t     *bcf;
     ngx_aigov_breaker_variant_t  *vb;
 
@@ -1096,6 +1165,7 @@ ngx_aigov_breaker_admin(ngx_http_aigov_admin_action_t *a)
     shpool = bcf->mcf->shpool;
 
     ngx_shmtx_lock(&shpool->mutex);
+    aigov_breaker_stats(vb->b, &vb->conf, ngx_current_msec, &old);
     aigov_breaker_force(vb->b, &vb->conf, state, ngx_current_msec, open_ms);
     aigov_breaker_stats(vb->b, &vb->conf, ngx_current_msec, &st);
     ngx_shmtx_unlock(&shpool->mutex);
@@ -1110,11 +1180,18 @@ ngx_aigov_breaker_admin(ngx_http_aigov_admin_action_t *a)
                                 aigov_breaker_state_name(state), &v->name)
                     - p;
 
-    p = ngx_pnalloc(a->pool, sizeof("state=half_open open_ms=") - 1
-                             + NGX_INT_T_LEN);
+    p = ngx_pnalloc(a->pool, 2 * (sizeof("state=half_open open_ms=") - 1
+                                  + NGX_INT_T_LEN));
     if (p == NULL) {
         return NULL;
     }
+
+    a->old.data = p;
+    a->old.len = ngx_sprintf(p, "state=%s open_ms=%uD",
+                             aigov_breaker_state_name(old.state), old.open_ms)
+                 - p;
+
+    p += a->old.len;
 
     a->result.data = p;
     a->result.len = ngx_sprintf(p, "state=%s open_ms=%uD",
@@ -1122,12 +1199,19 @@ ngx_aigov_breaker_admin(ngx_http_aigov_admin_action_t *a)
                                 st.open_ms)
                     - p;
 
-    if (state == AIGOV_BREAKER_OPEN && vb->fleet && !vb->dry_run
-        && ngx_aigov_breaker_publish(a->model, v, "forced", st.open_ms,
-                                     a->log)
-           == NGX_OK)
-    {
-        a->propagated = 1;
+    if (vb->fleet && !vb->dry_run && ngx_aigov_breaker_node) {
+        p = ngx_pnalloc(a->pool, NGX_AIGOV_BREAKER_MSG_LEN);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        event = (state == AIGOV_BREAKER_OPEN) ? "forced"
+                : (state == AIGOV_BREAKER_CLOSED) ? "forced-closed"
+                : "forced-half_open";
+
+        a->message.data = p;
+        a->message.len = ngx_aigov_breaker_message_text(p, a->model, v, event,
+                             (state == AIGOV_BREAKER_OPEN) ? st.open_ms : 0);
     }
 
     return ngx_aigov_breaker_json(bcf, vb);

@@ -1009,6 +1009,95 @@ subtest 'error_log at debug level with aigov_redis: workers start and stay up' =
     is_deeply \@crash, [], 'no worker "exited on signal"' or diag(scalar(@crash) . " crashes, first: $crash[0]");
 };
 
+# --- 9. a plugin's action: forced circuit breakers --------------------------------
+
+subtest 'forced breakers: in the audit stream; bad input; a client gone while redis is stopped' => sub {
+    my $conf = <<"EOF";
+    upstream u_stable    { server 127.0.0.1:%%FIXTURE_stable%%;    keepalive 8; }
+    upstream u_candidate { server 127.0.0.1:%%FIXTURE_candidate%%; keepalive 8; }
+    aigov_zone admin_brk:1m;
+    aigov_redis 127.0.0.1:%%REDIS_PORT%% sync_interval=300ms;
+    aigov_model brk {
+        variant v1 u_stable    version=1.0.0 stable;
+        variant v2 u_candidate version=2.0.0;
+        canary  v2 0%;
+        breaker variant=v2 open=20s open_max=1m fleet=on;
+    }
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location /aigov/ { aigov_admin tokens=$TOKENS; }
+    }
+EOF
+    my $n = start_nginx(nginx_conf($conf, name => 'brk'));
+    ok wait_for(sub { redis_connected($n) }, timeout => 5), 'brk: connected to redis';
+    sleep 0.5;    # both workers' command connections
+    $n->mark;
+    my $xlen = redis_cmd($RPORT, 'XLEN', 'aigov:audit');
+
+    for my $case (
+        [ 'models/brk/breakers/v1', { state => 'open' },     409, 'no-breaker' ],
+        [ 'models/brk/breakers/v9', { state => 'open' },     404, 'unknown-variant' ],
+        [ 'models/nope/breakers/v2', { state => 'open' },    404, 'unknown-model' ],
+        [ 'models/brk/breakers/v2', { state => 'sideways' }, 400, 'invalid-json' ],
+        [ 'models/brk/breakers/v2', { state => 'open', open => '2m' }, 400, 'invalid-json' ],
+        [ 'models/brk/breakers/v2', { state => 'open', reason => "a\nb" }, 400, 'invalid-json' ],
+    ) {
+        my ($path, $body, $status, $type) = @$case;
+        problem_ok(admin(nginx => $n, method => 'POST', path => $path, body => $body), $status, $type,
+                   "brk: POST $path " . $JSON->encode($body));
+    }
+    is redis_cmd($RPORT, 'XLEN', 'aigov:audit'), $xlen, 'brk: bad requests: no audit entry';
+    is_deeply [ audit_lines($n) ], [], 'brk: bad requests: no audit line';
+
+    my $r = admin(nginx => $n, method => 'POST', path => 'models/brk/breakers/v2',
+                  body => { state => 'open', open => '30s', reason => 'INC-11 v2 down' });
+    json_ok($r, 'brk: force open');
+    my $j = $r->{json} // {};
+    is_deeply [ @$j{qw(model action node)}, dig($j, 'result.state') ], [ 'brk', 'breaker-open v2', $HOST, 'open' ],
+        'brk: force open: model, action, node, result';
+    is_value $j->{propagated}, $T{true}, 'brk: force open: propagated';
+    is redis_cmd($RPORT, 'XLEN', 'aigov:audit'), $xlen + 1, 'brk: one audit entry';
+    my @a = audit_lines($n);
+    is scalar(@a), 1, 'brk: one audit line';
+    like $a[0] // '', qr/aigov audit: model "brk" action "breaker-open v2" by "alice": state=closed open_ms=0 -> state=open open_ms=30000 \(reason "INC-11 v2 down"\), sent to the fleet, in redis,/,
+        'brk: the audit line';
+
+    # the fleet-wide trail: read through another node as well
+    for my $via ($n, $MAIN) {
+        my $g = admin(nginx => $via, path => 'audit?count=1', auth => 'read');
+        json_ok($g, 'GET audit via ' . $via->name);
+        my $e = (($g->{json} // {})->{audit} // [])->[0] // {};
+        is_deeply { map { $_ => $e->{$_} } qw(model action by old new reason node version) },
+            { model => 'brk', action => 'breaker-open v2', by => 'alice', old => 'state=closed open_ms=0',
+              new => 'state=open open_ms=30000', reason => 'INC-11 v2 down', node => $HOST, version => '' },
+            'GET audit via ' . $via->name . ': the forced breaker, newest';
+        ok abs(($e->{time} // 0) - time) < 60, 'GET audit via ' . $via->name . ': time';
+    }
+
+    # a client that goes away while its forced breaker waits on a stopped redis
+    my @pids = sort $n->worker_pids;
+    $n->mark;
+    redis_sigstop($RPORT);
+    my @r;
+    my $ok = eval {
+        push @r, admin(nginx => $n, method => 'POST', path => 'models/brk/breakers/v2',
+                       body => { state => 'closed' }, timeout => 0.05);
+        push @r, $n->req(method => 'POST', path => '/aigov/models/brk/breakers/v2', abort => 1,
+                         headers => { Authorization => "Bearer $TOKEN{write}" }, body => { state => 'half_open' });
+        sleep 0.5;
+        1;
+    };
+    redis_sigcont($RPORT);
+    ok $ok, 'brk: no exception' or diag($@);
+    is $r[0]{status}, 599, 'brk: the client gave up while its change waited on redis';
+    ok wait_for(sub { redis_connected($n) }, timeout => 10, interval => 0.1), 'brk: redis back';
+    json_ok(admin(nginx => $n, path => 'models/brk', auth => 'read'), 'brk: nginx still answers');
+    is_deeply [ sort $n->worker_pids ], \@pids, 'brk: the same worker pids';
+    ok !grep({ /exited on signal/ } $n->error_log_lines), 'brk: no worker crashed';
+    $n->error_log_clean_ok('brk: client gone: no [error]/[crit]/[alert]');
+    $n->stop;
+};
+
 subtest 'graceful stop: no connection left open' => sub {
     for my $n ($MAIN, $SOLO) {
         my $name = $n->name;

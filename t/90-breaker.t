@@ -14,6 +14,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use AigovTest;
 use JSON::PP ();
+use Sys::Hostname ();
 use Time::HiRes qw(time sleep);
 
 start_fixture(name => 'stable',    version => '1.4.2');
@@ -315,8 +316,8 @@ $ng->mark;
     is $r->{json}{state}{breakers}{v1}{state}, 'open', 'admin: the model\'s state in the answer';
 }
 like $ng->wait_for_log(qr/aigov audit: .*breaker-open/) // '',
-    qr/\[notice\] .*aigov audit: model "forceme" action "breaker-open v1" by "ops": state=open open_ms=30000 \(reason "INC-7 bad answers"\), this node only/,
-    'admin: the audit log line';
+    qr/\[notice\] .*aigov audit: model "forceme" action "breaker-open v1" by "ops": state=closed open_ms=0 -> state=open open_ms=30000 \(reason "INC-7 bad answers"\), this node only,/,
+    'admin: the audit log line: old -> new state, this node only (no redis)';
 {
     my $r = req('forceme');
     my $ra = $r->{headers}{'retry-after'} // 0;
@@ -651,6 +652,7 @@ for my $case (@bad) {
         my ($name) = @_;
         return nginx_conf(<<"EOF", name => $name);
     upstream u_stable { server 127.0.0.1:%%FIXTURE_stable%%; keepalive 16; }
+    upstream u_candidate { server 127.0.0.1:%%FIXTURE_candidate%%; keepalive 16; }
     aigov_zone fleet:1m;
     aigov_redis 127.0.0.1:$rport sync_interval=1s;
     aigov_model chat {
@@ -661,9 +663,20 @@ for my $case (@bad) {
         variant v1 u_stable version=1.4.2;
         breaker consecutive_failures=2 open=20s;
     }
+    # forced through the admin API: v2 falls back to v1
     aigov_model forced {
-        variant v1 u_stable version=1.4.2;
-        breaker open=20s open_max=1m fleet=on;
+        variant v1 u_stable    version=1.4.2 stable;
+        variant v2 u_candidate version=1.5.0;
+        canary  v2 0%;
+        canary_header X-Canary;
+        breaker variant=v2 open=20s open_max=1m probes=2 fleet=on;
+    }
+    aigov_model forcedlocal {
+        variant v1 u_stable    version=1.4.2 stable;
+        variant v2 u_candidate version=1.5.0;
+        canary  v2 0%;
+        canary_header X-Canary;
+        breaker variant=v2 open=20s open_max=1m;
     }
     server {
         listen 127.0.0.1:%%PORT%%;
@@ -703,16 +716,172 @@ EOF
     sleep 0.5;
     is $B->get('/?m=local')->{status}, 200, 'fleet: local still closed on B (fleet off)';
 
-    # forced open through the admin API of B reaches A
+    # --- forced through the admin API: the fleet follows every state ---------
+
+    my $brk = sub {
+        my ($n, $model) = @_;
+        my ($m) = grep { $_->{name} eq $model } @{ $n->get('/status')->{json}{models} // [] };
+        return ($m // {})->{breakers}{v2} // {};
+    };
+    my $force = sub {
+        my ($n, $model, $body) = @_;
+        return $n->req(method => 'POST', path => "/aigov/models/$model/breakers/v2",
+                       headers => [ @WRITE ], body => $body, timeout => 5);
+    };
+    # [status, variant, fallback, $aigov_breaker] of a v2 request
+    my $v2 = sub {
+        my ($n, $model) = @_;
+        my $r = $n->get("/?m=$model", 'X-Canary' => 'always');
+        return [ $r->{status}, @{ $r->{headers} }{qw(x-aigov-variant x-aigov-fallback x-breaker)} ];
+    };
+    my @audit;    # [action, old, new, reason], oldest first
+    my $nodes = sub { grep { /by the fleet/ } $_[0]->error_log_lines };
+
+    $A->mark; $B->mark;
+    is_deeply $v2->($B, 'forced'), [ 200, 'v2', undef, 'allowed' ], 'fleet forced: B routes v2 to v2 (closed)';
+
+    # open, on A: B opens within 1 s and sends v2's requests to v1
     {
-        my $r = $B->req(method => 'POST', path => '/aigov/models/forced/breakers/v1',
-                        headers => [ @WRITE ], body => { state => 'open', open => '45s' });
-        is_deeply [ $r->{status}, $r->{json}{propagated} ], [ 200, JSON::PP::true ],
-            'fleet: forced open on B through the admin API, propagated';
-        ok wait_for(sub { $A->get('/?m=forced')->{status} == 503 }, timeout => 5, interval => 0.05),
-            'fleet: A opens too';
-        like $A->wait_for_log(qr/model "forced".*opened by the fleet/) // '',
-            qr/opened by the fleet \(forced on node [0-9a-f]{16}\), open for 45000ms/, 'fleet: A logs it';
+        my $t0 = time;
+        my $r = $force->($A, 'forced', { state => 'open', open => '45s', reason => 'INC-9 v2 garbage' });
+        is_deeply [ $r->{status}, @{ $r->{json} // {} }{qw(action propagated)}, ($r->{json}{result} // {})->{state} ],
+            [ 200, 'breaker-open v2', JSON::PP::true, 'open' ],
+            'fleet forced: open on A: 200, propagated';
+        ok wait_for(sub { ($brk->($B, 'forced')->{state} // '') eq 'open' }, timeout => 1, interval => 0.02),
+            'fleet forced: B open within 1 s';
+        diag sprintf 'fleet forced: open visible on node B after %.0f ms', (time - $t0) * 1000;
+        is_deeply $v2->($B, 'forced'), [ 200, 'v1', 'breaker_open', 'rejected' ],
+            'fleet forced: B sends v2 requests to the fallback v1';
+        like $B->wait_for_log(qr/model "forced".*opened by the fleet/) // '',
+            qr/\[warn\] .*model "forced" variant "v2": circuit breaker opened by the fleet \(forced on node [0-9a-f]{16}\), open for 45000ms/,
+            'fleet forced: B logs it';
+        like $A->wait_for_log(qr/aigov audit: .*breaker-open v2/) // '',
+            qr/\[notice\] .*aigov audit: model "forced" action "breaker-open v2" by "ops": state=closed open_ms=0 -> state=open open_ms=45000 \(reason "INC-9 v2 garbage"\), sent to the fleet, in redis,/,
+            'fleet forced: A\'s audit line says it was sent to the fleet';
+        push @audit, [ 'breaker-open v2', 'state=closed open_ms=0', 'state=open open_ms=45000', 'INC-9 v2 garbage' ];
+    }
+
+    # closed, on A: B closes within 1 s
+    {
+        my $t0 = time;
+        my $r = $force->($A, 'forced', { state => 'closed', reason => 'INC-9 fixed' });
+        is_deeply [ $r->{status}, @{ $r->{json} // {} }{qw(action propagated)}, ($r->{json}{result} // {})->{state} ],
+            [ 200, 'breaker-closed v2', JSON::PP::true, 'closed' ],
+            'fleet forced: closed on A: 200, propagated';
+        ok wait_for(sub { ($brk->($B, 'forced')->{state} // '') eq 'closed' }, timeout => 1, interval => 0.02),
+            'fleet forced: B closed within 1 s';
+        diag sprintf 'fleet forced: closed visible on node B after %.0f ms', (time - $t0) * 1000;
+        is_deeply $v2->($B, 'forced'), [ 200, 'v2', undef, 'allowed' ], 'fleet forced: B routes v2 to v2 again';
+        like $B->wait_for_log(qr/model "forced".*closed by the fleet/) // '',
+            qr/\[notice\] .*model "forced" variant "v2": circuit breaker closed by the fleet \(forced on node [0-9a-f]{16}\)/,
+            'fleet forced: B logs it';
+        is $brk->($B, 'forced')->{reason}, 'forced', 'fleet forced: B status: reason forced';
+        like $A->wait_for_log(qr/aigov audit: .*breaker-closed v2/) // '',
+            qr/action "breaker-closed v2" by "ops": state=open open_ms=45000 -> state=closed open_ms=0 \(reason "INC-9 fixed"\), sent to the fleet, in redis,/,
+            'fleet forced: A\'s audit line';
+        push @audit, [ 'breaker-closed v2', 'state=open open_ms=45000', 'state=closed open_ms=0', 'INC-9 fixed' ];
+    }
+
+    # half_open, on A: B half-opens within 1 s and probes on its own
+    {
+        my $r = $force->($A, 'forced', { state => 'half_open' });
+        is_deeply [ $r->{status}, @{ $r->{json} // {} }{qw(action propagated)}, ($r->{json}{result} // {})->{state} ],
+            [ 200, 'breaker-half_open v2', JSON::PP::true, 'half_open' ],
+            'fleet forced: half_open on A: 200, propagated';
+        ok wait_for(sub { ($brk->($B, 'forced')->{state} // '') eq 'half_open' }, timeout => 1, interval => 0.02),
+            'fleet forced: B half-open within 1 s';
+        like $B->wait_for_log(qr/model "forced".*half-open by the fleet/) // '',
+            qr/\[notice\] .*model "forced" variant "v2": circuit breaker half-open by the fleet \(forced on node [0-9a-f]{16}\), probing/,
+            'fleet forced: B logs it';
+        is_deeply [ map { $v2->($B, 'forced')->[3] } 1 .. 2 ], [ 'probe', 'probe' ], 'fleet forced: B probes v2';
+        is $brk->($B, 'forced')->{state}, 'closed', 'fleet forced: B\'s own probes close it (recoveries stay local)';
+        is $brk->($A, 'forced')->{state}, 'half_open', 'fleet forced: A is still half-open (B\'s recovery is not published)';
+        push @audit, [ 'breaker-half_open v2', 'state=closed open_ms=0', 'state=half_open open_ms=0', '' ];
+    }
+    is_deeply [ $nodes->($A) ], [], 'fleet forced: A never applies its own messages';
+    is scalar($nodes->($B)), 3, 'fleet forced: B applied each message once' or diag join "\n", $nodes->($B);
+
+    # without fleet=on: A only, but still in the audit stream
+    {
+        $A->mark;
+        my $r = $force->($A, 'forcedlocal', { state => 'open', reason => 'local only' });
+        is_deeply [ $r->{status}, $r->{json}{propagated}, ($r->{json}{result} // {})->{state} ],
+            [ 200, JSON::PP::false, 'open' ], 'fleet off: forced open on A: not propagated';
+        is_deeply $v2->($A, 'forcedlocal'), [ 200, 'v1', 'breaker_open', 'rejected' ], 'fleet off: A falls back to v1';
+        sleep 0.5;
+        is $brk->($B, 'forcedlocal')->{state}, 'closed', 'fleet off: B unchanged';
+        is_deeply $v2->($B, 'forcedlocal'), [ 200, 'v2', undef, 'allowed' ], 'fleet off: B routes v2 to v2';
+        like $A->wait_for_log(qr/aigov audit: .*forcedlocal/) // '',
+            qr/action "breaker-open v2" by "ops": state=closed open_ms=0 -> state=open open_ms=20000 \(reason "local only"\), this node only, in redis,/,
+            'fleet off: A\'s audit line: this node only, in redis';
+        push @audit, [ 'breaker-open v2', 'state=closed open_ms=0', 'state=open open_ms=20000', 'local only', 'forcedlocal' ];
+    }
+
+    # the audit stream: one entry per forced change, newest first
+    {
+        my $host = lc Sys::Hostname::hostname();
+        my @want = reverse map { { model => $_->[4] // 'forced', action => $_->[0], old => $_->[1],
+                                   new => $_->[2], reason => $_->[3], by => 'ops', version => '', node => $host } } @audit;
+        my $r = $A->get('/aigov/audit?count=' . scalar(@want), Authorization => 'Bearer r-0123456789abcdef');
+        is $r->{status}, 200, 'audit: GET /aigov/audit';
+        my @got = @{ ($r->{json} // {})->{audit} // [] };
+        is_deeply [ map { my $e = $_; +{ map { $_ => $e->{$_} } qw(model action old new reason by version node) } } @got ],
+            \@want, 'audit: the forced changes, newest first, with old and new state, by, reason, node'
+            or diag explain \@got;
+        ok !grep({ abs(($_->{time} // 0) - time) > 60 } @got), 'audit: times';
+        my $x = redis_cmd($rport, 'XREVRANGE', 'aigov:audit', '+', '-', 'COUNT', 1);
+        my %f = @{ $x->[0][1] };
+        is_deeply [ sort keys %f ], [ sort qw(version model action by old new node reason time) ],
+            'audit: XREVRANGE: the fields of every audit entry';
+        is redis_cmd($rport, 'XLEN', 'aigov:audit'), scalar(@want), 'audit: and only those';
+    }
+
+    # messages of older nodes: "forced" and trips are opens for OPEN_MS; an
+    # EVENT they did not know with OPEN_MS 0 (what they make of forced-closed)
+    # changes nothing
+    {
+        $force->($A, 'forced', { state => 'closed' });
+        ok wait_for(sub { ($brk->($B, 'forced')->{state} // '') eq 'closed' }, timeout => 1), 'old format: B closed';
+        $B->mark;
+        is redis_cmd($rport, 'PUBLISH', 'aigov:control', 'breaker 0123456789abcdef forced v2 forced-sideways 0'), 2,
+            'old format: a message both nodes receive';
+        sleep 0.3;
+        is $brk->($B, 'forced')->{state}, 'closed', 'old format: an unknown EVENT with OPEN_MS 0 changes nothing';
+        redis_cmd($rport, 'PUBLISH', 'aigov:control', 'breaker 0123456789abcdef forced v2 forced 15000');
+        ok wait_for(sub { ($brk->($B, 'forced')->{state} // '') eq 'open' }, timeout => 1),
+            'old format: "forced OPEN_MS" from an older node opens B';
+        like $B->wait_for_log(qr/model "forced".*opened by the fleet/) // '',
+            qr/opened by the fleet \(forced on node 0123456789abcdef\), open for 15000ms/, 'old format: B logs it';
+        is $brk->($B, 'forced')->{reason}, 'remote', 'old format: reason remote';
+        $force->($A, 'forced', { state => 'closed' });
+        ok wait_for(sub { ($brk->($B, 'forced')->{state} // '') eq 'closed' }, timeout => 1), 'old format: closed again';
+    }
+
+    # redis stopped: forcing works here, at once, and says it went nowhere
+    {
+        $A->mark; $B->mark;
+        redis_sigstop($rport);
+        my $r = eval { $force->($A, 'forced', { state => 'open', open => '30s', reason => 'redis down' }) };
+        redis_sigcont($rport);
+        is_deeply [ $r->{status}, $r->{json}{propagated}, ($r->{json}{result} // {})->{state} ],
+            [ 200, JSON::PP::false, 'open' ], 'redis stopped: forced open on A: 200, not propagated';
+        ok $r->{elapsed_ms} < 1500, sprintf('redis stopped: answered in %.0f ms', $r->{elapsed_ms});
+        is_deeply $v2->($A, 'forced'), [ 200, 'v1', 'breaker_open', 'rejected' ], 'redis stopped: A falls back to v1';
+        like $A->wait_for_log(qr/aigov audit: .*redis down/) // '',
+            qr/action "breaker-open v2" by "ops": state=closed open_ms=0 -> state=open open_ms=30000 \(reason "redis down"\), this node only so far: redis did not answer in time \(what was sent may still reach redis and the fleet\),/,
+            'redis stopped: the audit line says redis did not answer';
+        ok wait_for(sub { ($A->get('/status')->{json}{redis}{connected} // 0) }, timeout => 10), 'redis back: A connected';
+
+        stop_redis($rport);
+        $r = $force->($A, 'forced', { state => 'closed', reason => 'redis gone' });
+        is_deeply [ $r->{status}, $r->{json}{propagated}, ($r->{json}{result} // {})->{state} ],
+            [ 200, JSON::PP::false, 'closed' ], 'redis killed: forced closed on A: 200, not propagated';
+        ok $r->{elapsed_ms} < 1500, sprintf('redis killed: answered in %.0f ms', $r->{elapsed_ms});
+        like $A->wait_for_log(qr/aigov audit: .*redis gone/) // '',
+            qr/action "breaker-closed v2" by "ops": .*, this node only, redis unreachable,/,
+            'redis killed: the audit line';
+        is_deeply $v2->($A, 'forced'), [ 200, 'v2', undef, 'allowed' ], 'redis killed: A routes v2 to v2';
+        ok !grep({ /exited on signal/ } $A->error_log_lines, $B->error_log_lines), 'redis stopped: no worker crashed';
     }
 
     $A->error_log_clean_ok('fleet: A error log clean');
