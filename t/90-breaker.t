@@ -14,6 +14,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use AigovTest;
 use JSON::PP ();
+use POSIX ();
 use Sys::Hostname ();
 use Time::HiRes qw(time sleep);
 
@@ -855,6 +856,52 @@ EOF
         is $brk->($B, 'forced')->{reason}, 'remote', 'old format: reason remote';
         $force->($A, 'forced', { state => 'closed' });
         ok wait_for(sub { ($brk->($B, 'forced')->{state} // '') eq 'closed' }, timeout => 1), 'old format: closed again';
+    }
+
+    # tools/aigovctl breaker: the incident responder's command for the same
+    {
+        my $ctl = sub {
+            my ($n, @args) = @_;
+            my $pid = open(my $fh, '-|');
+            die "fork: $!" unless defined $pid;
+            if (!$pid) {
+                open STDERR, '>&', \*STDOUT;
+                $ENV{AIGOV_URL} = 'http://127.0.0.1:' . $n->port . '/aigov/';
+                $ENV{AIGOV_TOKEN} = 'w-0123456789abcdef';
+                exec('sh', "$FindBin::Bin/../tools/aigovctl", @args) or POSIX::_exit(127);
+            }
+            local $/;
+            my $out = <$fh> // '';
+            close $fh;
+            return ($? >> 8, $out);
+        };
+        my ($rc, $out) = $ctl->($A, 'breaker', 'forced', 'v2', 'open', '--open', '40s', '--reason', 'INC-10 cli');
+        is_deeply [ $rc, $out ], [ 0, "forced: breaker v2 open for 40000 ms, sent to the fleet\n" ],
+            'aigovctl breaker open --open 40s: one line, sent to the fleet';
+        ok wait_for(sub { ($brk->($B, 'forced')->{state} // '') eq 'open' }, timeout => 1), 'aigovctl: B open too';
+        like $A->wait_for_log(qr/aigov audit: .*INC-10 cli/) // '', qr/by "ops": .* -> state=open open_ms=40000 \(reason "INC-10 cli"\)/,
+            'aigovctl: the reason reaches the audit line';
+        ($rc, $out) = $ctl->($A, 'breaker', 'forced', 'v2', 'closed');
+        is_deeply [ $rc, $out ], [ 0, "forced: breaker v2 closed, sent to the fleet\n" ], 'aigovctl breaker closed';
+        ok wait_for(sub { ($brk->($B, 'forced')->{state} // '') eq 'closed' }, timeout => 1), 'aigovctl: B closed too';
+        ($rc, $out) = $ctl->($A, 'breaker', 'forcedlocal', 'v2', 'half-open');
+        is_deeply [ $rc, $out ], [ 0, "forcedlocal: breaker v2 half_open, on this node only (no fleet=on)\n" ],
+            'aigovctl breaker half-open without fleet=on: this node only';
+        ($rc, $out) = $ctl->($A, 'breaker', 'forcedlocal', 'v2', 'closed', '--json');
+        is $rc, 0, 'aigovctl breaker --json: exit 0';
+        like $out, qr/"action": "breaker-closed v2"/, 'aigovctl breaker --json: the API answer';
+        ($rc, $out) = $ctl->($A, 'breaker', 'forced', 'v2', 'sideways');
+        is $rc, 2, 'aigovctl breaker with a bad state: usage error';
+        like $out, qr/a breaker's state is open, closed or half_open \(got "sideways"\)/, 'aigovctl: says which states exist';
+        ($rc, $out) = $ctl->($A, 'breaker', 'forced', 'v2', 'closed', '--open', '5m');
+        is $rc, 2, 'aigovctl breaker closed --open: usage error';
+        like $out, qr/--open is for "breaker \.\.\. open"/, 'aigovctl: --open only with open';
+        ($rc, $out) = $ctl->($A, 'breaker', 'forced', 'v2', 'open', '--open', 'soon');
+        is $rc, 2, 'aigovctl breaker --open soon: usage error';
+        ($rc, $out) = $ctl->($A, 'breaker', 'forced', 'v1', 'open');
+        is $rc, 1, 'aigovctl breaker on a variant without a breaker: the API refuses';
+        like $out, qr/^aigovctl: .*\(HTTP 409\)/m, 'aigovctl: the problem on stderr';
+        is $brk->($A, 'forced')->{state}, 'closed', 'aigovctl: refused commands changed nothing';
     }
 
     # redis stopped: forcing works here, at once, and says it went nowhere
