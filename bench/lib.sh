@@ -65,11 +65,23 @@ bench_backend() {
     }"
 }
 
-# bench_wrk URL [wrk args...] -> prints "rps p99_ms errors"
+# CPU time (user + system, clock ticks) of the worker of the nginx named
+# "proxy" (the front one in every benchmark but redis.sh), or nothing
+bench_cpu() {
+    [ -f "$BENCH_TMP/proxy.pid" ] || return 0
+    w=$(pgrep -P "$(cat "$BENCH_TMP/proxy.pid")" | head -n 1)
+    [ -n "$w" ] && awk '{ print $14 + $15 }' "/proc/$w/stat" 2>/dev/null
+}
+
+# bench_wrk URL [wrk args...] -> prints "rps p99_ms errors cpu_us_per_request"
+# (the last: the front nginx worker's CPU time per request, 0 if unknown)
 bench_wrk() {
     url=$1
     shift
+    c0=$(bench_cpu)
     out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" 2>&1)
+    c1=$(bench_cpu)
+    reqs=$(echo "$out" | awk '/requests in/ { print $1 }')
     rps=$(echo "$out" | awk '/^Requests\/sec:/ { print $2 }')
     p99=$(echo "$out" | awk '$1 == "99%" {
         v = $2; u = v; gsub(/[0-9.]/, "", u); sub(/[a-z]+$/, "", v);
@@ -78,7 +90,10 @@ bench_wrk() {
     non2xx=$(echo "$out" | awk '/Non-2xx/ { print $NF }')
     sockerr=$(echo "$out" | awk '/Socket errors/ {
         gsub(/,/, ""); print $4 + $6 + $8 + $10 }')
-    echo "${rps:-0} ${p99:-0} $(( ${non2xx:-0} + ${sockerr:-0} ))"
+    cpu=$(awk -v a="${c0:-0}" -v b="${c1:-0}" -v n="${reqs:-0}" \
+              -v t="$(getconf CLK_TCK)" 'BEGIN {
+        printf "%.3f", (n > 0 && b > a) ? (b - a) / t / n * 1e6 : 0 }')
+    echo "${rps:-0} ${p99:-0} $(( ${non2xx:-0} + ${sockerr:-0} )) $cpu"
 }
 
 median() {
@@ -110,7 +125,7 @@ bench_compare() {
             eval "url=\$url_$i label=\$label_$i"
             res=$(bench_wrk "$url" "$@")
             echo "$res" > "$BENCH_TMP/res.$i.$r"
-            line="$line $label $(echo "$res" | cut -d' ' -f1) rps p99 $(echo "$res" | cut -d' ' -f2) ms;"
+            line="$line $label $(echo "$res" | cut -d' ' -f1) rps p99 $(echo "$res" | cut -d' ' -f2) ms cpu $(echo "$res" | cut -d' ' -f4) us/req;"
         done
         i=1
         while [ $i -le $n ]; do
@@ -133,13 +148,20 @@ bench_compare() {
             # the median of each round's ratio: the machine's speed drifts
             # between rounds more than within one
             rr=$(paste -d' ' "$BENCH_TMP/res.1" "$BENCH_TMP/res.$i" \
-                 | awk '{ print $4 / $1 }' | median)
+                 | awk '{ print $5 / $1 }' | median)
             pr=$(paste -d' ' "$BENCH_TMP/res.1" "$BENCH_TMP/res.$i" \
-                 | awk '{ print ($2 > 0 ? $5 / $2 : 0) }' | median)
+                 | awk '{ print ($2 > 0 ? $6 / $2 : 0) }' | median)
+            cr=$(paste -d' ' "$BENCH_TMP/res.1" "$BENCH_TMP/res.$i" \
+                 | awk '{ print ($4 > 0 ? $8 / $4 : 0) }' | median)
             awk -v rr="$rr" -v pr="$pr" -v e="$errs" -v la="$label_1" \
                 -v lb="$label" 'BEGIN {
                 printf "RESULT %s vs %s: rps ratio %.3f, p99 ratio %.3f (medians of per-round ratios), failed requests %d\n",
                        lb, la, rr, pr, e }'
+            # the proxy's CPU per request moves far less with the machine's
+            # speed than the rates do
+            [ "$cr" = 0 ] || awk -v cr="$cr" -v la="$label_1" -v lb="$label" 'BEGIN {
+                printf "RESULT %s vs %s: CPU per request ratio %.3f (the front nginx worker, user + system; median of per-round ratios)\n",
+                       lb, la, cr }'
         fi
         i=$((i + 1))
     done

@@ -1646,10 +1646,25 @@ ngx_aigov_limit_add_headers_allowed(ngx_http_request_t *r,
         }
 
         value.data = p;
-        value.len = aigov_limit_format_duration((char *) p,
-                                                NGX_AIGOV_LIMIT_DURATION_LEN,
-                                                it->result.reset_ms);
-        p += value.len;
+
+        if (it->result.reset_ms < 1000) {
+            /* what most are: "0s", "20ms" */
+            if (it->result.reset_ms == 0) {
+                p = ngx_cpymem(p, "0s", 2);
+
+            } else {
+                p = ngx_aigov_limit_uint(p, it->result.reset_ms);
+                p = ngx_cpymem(p, "ms", 2);
+            }
+
+            value.len = p - value.data;
+
+        } else {
+            value.len = aigov_limit_format_duration((char *) p,
+                                                  NGX_AIGOV_LIMIT_DURATION_LEN,
+                                                  it->result.reset_ms);
+            p += value.len;
+        }
 
         if (value.len == 0
             || ngx_aigov_add_header(r, &names[4 + 3 * unit], &value)
@@ -1666,17 +1681,23 @@ ngx_aigov_limit_add_headers_allowed(ngx_http_request_t *r,
 static u_char *
 ngx_aigov_limit_uint(u_char *p, uint64_t v)
 {
-    u_char   tmp[NGX_INT64_LEN];
-    u_char  *t;
+    u_char    *e;
+    uint64_t   t;
 
-    t = tmp + NGX_INT64_LEN;
+    /* the digits counted first, then written from the last: no copy */
+
+    for (e = p + 1, t = v; t >= 10; t /= 10) {
+        e++;
+    }
+
+    p = e;
 
     do {
-        *--t = (u_char) ('0' + v % 10);
+        *--e = (u_char) ('0' + v % 10);
         v /= 10;
     } while (v != 0);
 
-    return ngx_cpymem(p, t, tmp + NGX_INT64_LEN - t);
+    return p;
 }
 
 
@@ -2288,6 +2309,19 @@ ngx_aigov_limit_pinned(ngx_aigov_limit_node_t *node,
 }
 
 
+/* the slab's chunk for an allocation of size (at most a half page) */
+
+static size_t
+ngx_aigov_limit_chunk(size_t size)
+{
+    size_t  chunk;
+
+    for (chunk = 8; chunk < size; chunk <<= 1) { /* void */ }
+
+    return chunk;
+}
+
+
 /*
  * Creates a node (a fresh state).  Frees up to two idle nodes on the way,
  * like limit_req; when the zone is full, evicts the least recently used
@@ -2320,8 +2354,12 @@ ngx_aigov_limit_create(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
             break;
         }
 
-        if (node == NULL && old->len == key->len) {
-            /* as large as the new one: its memory is reused */
+        if (node == NULL
+            && ngx_aigov_limit_chunk(offsetof(ngx_aigov_limit_node_t, data)
+                                     + old->len)
+               == ngx_aigov_limit_chunk(size))
+        {
+            /* in the slab's chunk of the new one's size: reused */
             ngx_aigov_limit_unlink(zone, old);
             node = old;
 
