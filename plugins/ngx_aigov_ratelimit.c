@@ -1561,22 +1561,13 @@ ngx_aigov_limit_add_headers_allowed(ngx_http_request_t *r,
 {
     u_char                      *buf, *p, *v;
     uint64_t                     t;
-    ngx_str_t                    value;
+    ngx_str_t                    value, *names;
     ngx_uint_t                   i, unit;
     ngx_aigov_limit_item_t      *it, *best[2];
     ngx_aigov_limit_loc_conf_t  *llcf;
 
-    static ngx_str_t  names[] = {
-        ngx_string("RateLimit-Policy"),
-        ngx_string("RateLimit"),
-        ngx_string("x-ratelimit-limit-requests"),
-        ngx_string("x-ratelimit-remaining-requests"),
-        ngx_string("x-ratelimit-reset-requests"),
-        ngx_string("x-ratelimit-limit-tokens"),
-        ngx_string("x-ratelimit-remaining-tokens"),
-        ngx_string("x-ratelimit-reset-tokens")
-    };
-
+    /* in the order of ngx_aigov_limit_header_names[] */
+    names = ngx_aigov_limit_header_names;
     llcf = ctx->llcf;
 
     ngx_aigov_limit_drop_upstream(r);

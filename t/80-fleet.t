@@ -462,18 +462,7 @@ sub admin {
 our $CTL_TOKEN;
 sub ctl {
     my ($n, @args) = @_;
-    my $pid = open(my $fh, '-|');
-    die "fork: $!" unless defined $pid;
-    if (!$pid) {
-        open STDERR, '>&', \*STDOUT;
-        $ENV{AIGOV_URL} = 'http://127.0.0.1:' . $n->port . '/aigov/';
-        $ENV{AIGOV_TOKEN} = $CTL_TOKEN // $WTOKEN;
-        exec('sh', $CTL, @args) or POSIX::_exit(127);
-    }
-    local $/;
-    my $out = <$fh> // '';
-    close $fh;
-    return ($? >> 8, $out);
+    return aigovctl($n, $CTL_TOKEN // $WTOKEN, @args);
 }
 
 SKIP: {

@@ -14,7 +14,6 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use AigovTest;
 use JSON::PP ();
-use POSIX ();
 use Sys::Hostname ();
 use Time::HiRes qw(time sleep);
 
@@ -860,21 +859,7 @@ EOF
 
     # tools/aigovctl breaker: the incident responder's command for the same
     {
-        my $ctl = sub {
-            my ($n, @args) = @_;
-            my $pid = open(my $fh, '-|');
-            die "fork: $!" unless defined $pid;
-            if (!$pid) {
-                open STDERR, '>&', \*STDOUT;
-                $ENV{AIGOV_URL} = 'http://127.0.0.1:' . $n->port . '/aigov/';
-                $ENV{AIGOV_TOKEN} = 'w-0123456789abcdef';
-                exec('sh', "$FindBin::Bin/../tools/aigovctl", @args) or POSIX::_exit(127);
-            }
-            local $/;
-            my $out = <$fh> // '';
-            close $fh;
-            return ($? >> 8, $out);
-        };
+        my $ctl = sub { aigovctl(shift, 'w-0123456789abcdef', @_) };
         my ($rc, $out) = $ctl->($A, 'breaker', 'forced', 'v2', 'open', '--open', '40s', '--reason', 'INC-10 cli');
         is_deeply [ $rc, $out ], [ 0, "forced: breaker v2 open for 40000 ms, sent to the fleet\n" ],
             'aigovctl breaker open --open 40s: one line, sent to the fleet';

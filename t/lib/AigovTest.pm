@@ -32,7 +32,7 @@ our @EXPORT = qw(
     http_req http_get http_post_json http_parallel sse_events
     error_log_mark error_log_lines error_log_check error_log_clean_ok
     wait_for wait_for_log
-    run_wrk wrk_async
+    run_wrk wrk_async aigovctl
 );
 
 # `use AigovTest;` also turns on strict/warnings and imports Test::More.
@@ -1040,6 +1040,25 @@ sub wrk_async {
         local $/;
         return $JSON->decode(<$fh>);
     };
+}
+
+# aigovctl($node, $token, @args): runs tools/aigovctl against $node's
+# /aigov/ with AIGOV_TOKEN=$token (unset when undef); returns its exit
+# status and what it printed, stderr included
+sub aigovctl {
+    my ($n, $token, @args) = @_;
+    my $pid = open(my $fh, '-|');
+    croak "fork: $!" unless defined $pid;
+    if (!$pid) {
+        open STDERR, '>&', \*STDOUT;
+        $ENV{AIGOV_URL} = 'http://127.0.0.1:' . $n->port . '/aigov/';
+        if (defined $token) { $ENV{AIGOV_TOKEN} = $token } else { delete $ENV{AIGOV_TOKEN} }
+        exec('sh', repo_root() . '/tools/aigovctl', @args) or POSIX::_exit(127);
+    }
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+    return ($? >> 8, $out);
 }
 
 # ---------------------------------------------------------------------------
