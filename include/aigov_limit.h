@@ -146,8 +146,10 @@
  *   (2) applies from the first reply.
  *
  *   Fleet token limits charge actual usage with aigov_window_charge(): it
- *   goes to the current window (a debt, like the GCRA's).  Strict ones
- *   charge it, or give an over-estimate back, in Redis directly (the glue's
+ *   goes to the current window (a debt, like the GCRA's).  An over-estimate
+ *   goes back with aigov_window_refund() while the estimate's window
+ *   lasts: off the unsent delta, and what was sent already with a DECRBY.
+ *   Strict ones charge, or give back, in Redis directly (the glue's
  *   INCRBY / DECRBY).
  *
  *
@@ -318,6 +320,18 @@ void aigov_window_commit(aigov_window_t *w, const aigov_limit_spec_t *spec,
 /* Token usage known after the response: a debt in the current window. */
 void aigov_window_charge(aigov_window_t *w, const aigov_limit_spec_t *spec,
     uint64_t now, uint64_t cost);
+
+/*
+ * Token usage known after the response, below the estimate: gives back
+ * units admitted in the window that starts at window (the estimate's),
+ * at most what this node admitted there, nothing once that window is
+ * over.  What was not sent yet is taken off the next sync; the return
+ * value is the part already sent to Redis, for the glue to take back
+ * there (DECRBY).
+ */
+uint64_t aigov_window_refund(aigov_window_t *w,
+    const aigov_limit_spec_t *spec, uint64_t now, uint64_t window,
+    uint64_t units);
 
 /* offer, check, commit if allowed.  Returns r->status. */
 int aigov_window_take(aigov_window_t *w, const aigov_limit_spec_t *spec,

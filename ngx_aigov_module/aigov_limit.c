@@ -455,6 +455,30 @@ aigov_window_charge(aigov_window_t *w, const aigov_limit_spec_t *spec,
 }
 
 
+uint64_t
+aigov_window_refund(aigov_window_t *w, const aigov_limit_spec_t *spec,
+    uint64_t now, uint64_t window, uint64_t units)
+{
+    uint64_t  unsent;
+
+    aigov_window_roll(w, spec, now);
+
+    if (window != w->window) {
+        /* the estimate's window is over: its count no longer matters */
+        return 0;
+    }
+
+    units = (units < w->admitted) ? units : w->admitted;
+    w->admitted -= (uint32_t) units;
+
+    unsent = (units < w->unsynced) ? units : w->unsynced;
+    w->unsynced -= (uint32_t) unsent;
+
+    /* in flight or in the fleet's count already */
+    return units - unsent;
+}
+
+
 int
 aigov_window_take(aigov_window_t *w, const aigov_limit_spec_t *spec,
     uint64_t now, uint32_t cost, aigov_limit_result_t *r)

@@ -970,6 +970,7 @@ ngx_aigov_limit_run(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx,
 
         } else {
             aigov_window_commit(&it->node->s.window, &p->spec, wall, it->cost);
+            it->window = aigov_window_start(&p->spec, wall);
             ngx_aigov_limit_dirty(p->zone, it->node);
         }
 
@@ -2019,7 +2020,7 @@ static void
 ngx_aigov_limit_log(ngx_http_request_t *r, ngx_aigov_ctx_t *actx)
 {
     u_char                    *p;
-    uint64_t                   now, wall;
+    uint64_t                   now, wall, sent;
     ngx_str_t                  key, *prefix;
     ngx_uint_t                 i;
     ngx_aigov_redis_t         *rds;
@@ -2108,6 +2109,8 @@ ngx_aigov_limit_log(ngx_http_request_t *r, ngx_aigov_ctx_t *actx)
             continue;
         }
 
+        sent = 0;
+
         ngx_shmtx_lock(&pol->zone->shpool->mutex);
 
         node = ngx_aigov_limit_lookup(pol->zone, &it->key, it->hash);
@@ -2132,9 +2135,32 @@ ngx_aigov_limit_log(ngx_http_request_t *r, ngx_aigov_ctx_t *actx)
             aigov_window_charge(&node->s.window, &pol->spec, wall,
                                 ctx->used - it->cost);
             ngx_aigov_limit_dirty(pol->zone, node);
+
+        } else if (node) {
+            /* an over-estimate: what was sent already goes back below */
+            sent = aigov_window_refund(&node->s.window, &pol->spec, wall,
+                                       it->window, it->cost - ctx->used);
         }
 
         ngx_shmtx_unlock(&pol->zone->shpool->mutex);
+
+        if (sent) {
+            rds = ngx_http_aigov_control_client();
+            if (rds == NULL) {
+                /* the fleet's count keeps the estimate */
+                continue;
+            }
+
+            p = ngx_snprintf(buf, sizeof(buf), "%Vrl:%V:%uL",
+                             ngx_aigov_limit_redis_prefix(), &it->key,
+                             it->window / 1000);
+            key.data = buf;
+            key.len = p - buf;
+
+            (void) ngx_aigov_limit_incrby(rds, &key, sent,
+                                          pol->spec.period_ms + 60000,
+                                          NULL, NULL, NULL, "DECRBY");
+        }
     }
 }
 

@@ -21,6 +21,7 @@ use Time::HiRes qw(time sleep);
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $rport = start_redis();
+start_fixture(name => 'model', version => '1.0.0');
 
 # Under tools/test-asan the nodes are several times slower and worker 0's
 # sync timer runs late under load: the synced limits' accuracy is reported,
@@ -32,6 +33,7 @@ sub node_conf {
     my ($node) = @_;
     return nginx_conf(<<"EOF", name => $node, workers => 2);
     upstream be { server 127.0.0.1:%%PORT_be$node%%; keepalive 32; }
+    upstream fx { server 127.0.0.1:%%FIXTURE_model%%; keepalive 8; }
 
     aigov_zone        az:1m;
     aigov_redis       127.0.0.1:%%REDIS_PORT%% command_timeout=200ms
@@ -111,6 +113,13 @@ sub node_conf {
             aigov_limit stok zone=rl key=\$http_x_key rate=100000t/m
                         global=strict estimate=500;
             proxy_pass http://be;
+        }
+
+        location /gtok {
+            aigov_route model=m;
+            aigov_limit gtok zone=rl key=\$http_x_key rate=100000t/m global
+                        sync=100ms estimate=500;
+            proxy_pass http://fx/v1/chat/completions;
         }
 
         location /stok2 {
@@ -266,6 +275,34 @@ sub mean { my $s = 0; $s += $_ for @_; return @_ ? $s / @_ : 0 }
     my $under = redis_cmd($rport, 'KEYS', 'aigov:rl:stok2:under:*');
     is redis_cmd($rport, 'GET', $under->[0]), 30,
         'strict tokens: an under-estimate (10) is charged up to the usage (30)';
+}
+
+# --- synced token limits: an over-estimate goes back too ----------------------
+
+{
+    sleep(0.1) while (time % 60) > 57;
+    my $body = '{"model":"m","messages":[{"role":"user","content":"hi"}]}';
+    # the usage before the next sync: taken off the unsent delta
+    my $r = http_req(port => $A->port, method => 'POST', path => '/gtok', body => $body,
+                     headers => ['X-Key' => 'early', 'Content-Type' => 'application/json',
+                                 'X-Fixture-Tokens' => '10,20']);
+    is $r->{status}, 200, 'synced tokens: the request passes';
+    # the usage after a sync sent the estimate: DECRBY in Redis
+    $r = http_req(port => $A->port, method => 'POST', path => '/gtok', body => $body,
+                  headers => ['X-Key' => 'late', 'Content-Type' => 'application/json',
+                              'X-Fixture-Tokens' => '10,20', 'X-Fixture-Delay' => '400']);
+    is $r->{status}, 200, 'synced tokens: the slow request passes';
+    my $late = [ grep { /:\d+$/ } @{ redis_cmd($rport, 'KEYS', 'aigov:rl:gtok:late:*') } ];
+    sleep 0.4;
+    for my $k (qw(early late)) {
+        # the window's key; ...:offered is the demand counter
+        my $keys = [ grep { /:\d+$/ } @{ redis_cmd($rport, 'KEYS', "aigov:rl:gtok:$k:*") } ];
+        is scalar(@$keys), 1, "synced tokens ($k): one window key";
+        is redis_cmd($rport, 'GET', $keys->[0] // 'none'), 30,
+            "synced tokens ($k): the fleet's count is the usage (30), not the estimate (500)";
+    }
+    ok scalar(@$late), 'synced tokens: the slow request\'s estimate reached Redis before its usage';
+    like limit_of($A, 'gtok')->{tokens} // '', qr/^\d+$/, 'synced tokens: counted in the status';
 }
 
 # --- strict: exact per window -------------------------------------------------

@@ -1418,6 +1418,64 @@ test_window_charge_debt(void **state)
 }
 
 
+/*
+ * An over-estimate given back: off the unsent delta first, the rest is
+ * what the glue takes back from Redis; nothing once the window is over.
+ */
+static void
+test_window_refund(void **state)
+{
+    aigov_window_t        w;
+    aigov_window_sync_t   m;
+    aigov_limit_spec_t    sp;
+    aigov_limit_result_t  r;
+
+    (void) state;
+
+    memset(&w, 0, sizeof(w));
+    sp = spec_of(1000, MIN, 1000);
+    sp.unit = AIGOV_LIMIT_TOKENS;
+
+    /* estimate 500, used 30, nothing sent yet: all of it stays local */
+    assert_int_equal(aigov_window_take(&w, &sp, T0, 500, &r),
+                     AIGOV_LIMIT_ALLOWED);
+    assert_int_equal(aigov_window_refund(&w, &sp, T0 + 10, T0, 470), 0);
+    assert_int_equal(w.admitted, 30);
+    assert_int_equal(w.unsynced, 30);
+    assert_int_equal(aigov_window_check(&w, &sp, T0 + 10, 0, &r),
+                     AIGOV_LIMIT_ALLOWED);
+    assert_int_equal(r.remaining, 970);
+
+    /* 500 more, 400 of them sent before the usage is known */
+    assert_int_equal(aigov_window_take(&w, &sp, T0 + 20, 500, &r),
+                     AIGOV_LIMIT_ALLOWED);
+    aigov_window_sync_begin(&w, &sp, T0 + 30, &m);
+    assert_int_equal(m.admitted, 530);
+    assert_int_equal(aigov_window_take(&w, &sp, T0 + 40, 100, &r),
+                     AIGOV_LIMIT_ALLOWED);
+    assert_int_equal(w.unsynced, 100);
+
+    /* give back 450: 100 unsent, 350 for Redis */
+    assert_int_equal(aigov_window_refund(&w, &sp, T0 + 50, T0, 450), 350);
+    assert_int_equal(w.admitted, 630 - 450);
+    assert_int_equal(w.unsynced, 0);
+    assert_int_equal(w.inflight, 530);
+
+    /* never more than was admitted here */
+    assert_int_equal(aigov_window_refund(&w, &sp, T0 + 60, T0, 10000), 180);
+    assert_int_equal(w.admitted, 0);
+
+    /* another window's estimate, or a window that is over: nothing */
+    assert_int_equal(aigov_window_take(&w, &sp, T0 + 70, 200, &r),
+                     AIGOV_LIMIT_ALLOWED);
+    assert_int_equal(aigov_window_refund(&w, &sp, T0 + 80, T0 - MIN, 100),
+                     0);
+    assert_int_equal(aigov_window_refund(&w, &sp, T0 + MIN, T0, 100), 0);
+    assert_int_equal(w.admitted, 0);
+    assert_int_equal(w.window, T0 + MIN);
+}
+
+
 /* strict mode: the INCRBY result decides */
 static void
 test_window_strict(void **state)
@@ -3618,6 +3676,7 @@ main(void)
         cmocka_unit_test(test_window_sync_begin_rolls),
         cmocka_unit_test(test_window_warm_up_bounded),
         cmocka_unit_test(test_window_charge_debt),
+        cmocka_unit_test(test_window_refund),
         cmocka_unit_test(test_window_strict),
 
         /* fleet simulation */
