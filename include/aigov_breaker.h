@@ -146,12 +146,17 @@
  * Upstream errors for aigov_breaker_classify(), a bit mask.  nginx's
  * NGX_HTTP_UPSTREAM_FT_ERROR is CONNECT before the connection is up and
  * RESET after; FT_TIMEOUT is TIMEOUT; FT_INVALID_HEADER is INVALID_HEADER.
+ * These four are failures before the response header.  CUT is one after
+ * it: the header came, then the upstream closed, broke or stalled before
+ * the end of its body (nginx has no FT_ flag for it).
  */
 #define AIGOV_BREAKER_ERR_CONNECT       0x01
 #define AIGOV_BREAKER_ERR_TIMEOUT       0x02
 #define AIGOV_BREAKER_ERR_RESET         0x04
 #define AIGOV_BREAKER_ERR_INVALID_HEADER 0x08
-#define AIGOV_BREAKER_ERR_ALL           0x0f
+#define AIGOV_BREAKER_ERR_CUT           0x10
+#define AIGOV_BREAKER_ERR_ALL           0x1f
+#define AIGOV_BREAKER_ERR_KINDS         5       /* bits in ERR_ALL */
 
 /* aigov_breaker_allow() */
 #define AIGOV_BREAKER_ALLOW             0       /* CLOSED */
@@ -185,7 +190,7 @@
 #define AIGOV_BREAKER_CLASSIFIER_LEN    4096
 
 /* "failure conditions" when the configuration names none */
-#define AIGOV_BREAKER_DEFAULT_FAILURES  "5xx timeout connect_error reset"
+#define AIGOV_BREAKER_DEFAULT_FAILURES  "5xx timeout connect_error reset cut"
 
 #define AIGOV_BREAKER_STATUS_WORDS      16      /* statuses 100..611 */
 
@@ -356,6 +361,7 @@ int aigov_breaker_conf_check(const aigov_breaker_conf_t *c, char *err,
  *   5xx, 4xx ...       a class of statuses (1xx..5xx) is a failure
  *   429, 503 ...       one status (100..599) is a failure
  *   timeout, connect_error, reset, invalid_header   upstream errors
+ *   cut                the body cut short after the header (ERR_CUT)
  *   error              connect_error and reset (nginx's proxy_next_upstream)
  *   !COND              COND is ignored: neither success nor failure
  * A single status overrides its class ("5xx !501"); the same status, class

@@ -376,6 +376,7 @@ static const aigov_breaker_error_name_t  aigov_breaker_error_names[] = {
     { "reset", sizeof("reset") - 1, AIGOV_BREAKER_ERR_RESET },
     { "invalid_header", sizeof("invalid_header") - 1,
       AIGOV_BREAKER_ERR_INVALID_HEADER },
+    { "cut", sizeof("cut") - 1, AIGOV_BREAKER_ERR_CUT },
     { "error", sizeof("error") - 1,
       AIGOV_BREAKER_ERR_CONNECT | AIGOV_BREAKER_ERR_RESET },
     { NULL, 0, 0 }
@@ -456,7 +457,7 @@ aigov_breaker_token_len(const char *s, size_t len, size_t off)
 typedef struct {
     uint32_t  klass[2][6];                     /* [ignore][1..5] */
     uint32_t  status[2][500];                  /* [ignore][status - 100] */
-    uint32_t  error[2][4];                     /* [ignore][bit] */
+    uint32_t  error[2][AIGOV_BREAKER_ERR_KINDS];   /* [ignore][bit] */
 } aigov_breaker_seen_t;
 
 
@@ -571,7 +572,7 @@ aigov_breaker_parse_classifier(aigov_breaker_classifier_t *cl,
 
         if (mask) {
             /* "error" covers two bits: the first one given names it */
-            for (k = 0; k < 4; k++) {
+            for (k = 0; k < AIGOV_BREAKER_ERR_KINDS; k++) {
                 bit = 1u << k;
 
                 if (!(mask & bit)) {
@@ -613,7 +614,7 @@ aigov_breaker_parse_classifier(aigov_breaker_classifier_t *cl,
         }
 
         if (mask) {
-            for (k = 0; k < 4; k++) {
+            for (k = 0; k < AIGOV_BREAKER_ERR_KINDS; k++) {
                 if (mask & (1u << k)) {
                     seen.error[neg][k] = (uint32_t) off + 1;
                 }
@@ -647,7 +648,7 @@ aigov_breaker_parse_classifier(aigov_breaker_classifier_t *cl,
         }
     }
 
-    for (k = 0; k < 4; k++) {
+    for (k = 0; k < AIGOV_BREAKER_ERR_KINDS; k++) {
         if (seen.error[0][k]) {
             cl->fail_errors |= 1u << k;
         }

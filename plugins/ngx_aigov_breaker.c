@@ -27,6 +27,14 @@
  * releases the permit when log() never saw it (an internal redirect
  * empties the module's context), so every permit is given back once.
  *
+ * The outcome is the last try's: without a response header, nginx's 504
+ * is "timeout" and its 502 "connect_error", "invalid_header" or "reset";
+ * with one, its status, unless the upstream then cut the body short
+ * ("cut": it closed, broke or stalled past proxy_read_timeout before the
+ * Content-Length or the last chunk, buffered or not; see
+ * ngx_aigov_breaker_cut()).  A client that went away, a HEAD, 204 or 304,
+ * and a body without a length that ends with the connection are no cut.
+ *
  * Fleet: with aigov_redis and fleet=on, a trip (and a reopening) is
  * published on <prefix>control as "breaker NODE MODEL VARIANT EVENT
  * OPEN_MS"; worker 0 of every other node opens its own breaker of that
@@ -135,6 +143,8 @@ static void ngx_aigov_breaker_log(ngx_http_request_t *r,
 static void ngx_aigov_breaker_cleanup(void *data);
 static void ngx_aigov_breaker_finish(ngx_aigov_breaker_ctx_t *bctx,
     ngx_log_t *log);
+static ngx_uint_t ngx_aigov_breaker_cut(ngx_http_request_t *r,
+    ngx_http_upstream_state_t *state, ngx_log_t *log);
 static void ngx_aigov_breaker_event(ngx_aigov_breaker_ctx_t *bctx,
     ngx_aigov_breaker_variant_t *vb, int event, aigov_breaker_stats_t *pre,
     aigov_breaker_stats_t *st, ngx_uint_t fail, ngx_uint_t slow,
@@ -564,6 +574,10 @@ ngx_aigov_breaker_finish(ngx_aigov_breaker_ctx_t *bctx, ngx_log_t *log)
                 /* the status is nginx's, not the upstream's */
                 status = 0;
             }
+
+        } else if (ngx_aigov_breaker_cut(r, last, log)) {
+            /* the header's status stays: without "cut" it decides */
+            err = AIGOV_BREAKER_ERR_CUT;
         }
 
         outcome = aigov_breaker_classify(&vb->conf, (int) status, err);
@@ -606,6 +620,88 @@ ngx_aigov_breaker_finish(ngx_aigov_breaker_ctx_t *bctx, ngx_log_t *log)
     }
 }
 
+
+/*
+ * Was the body of the response to this try cut short by the upstream?  Its
+ * header went to the client, then the upstream closed the connection,
+ * broke it or stalled past proxy_read_timeout before the end of a body
+ * whose end it had announced (Content-Length, or chunked: the last chunk).
+ * Read in the log phase, after ngx_http_upstream_finalize_request() (the
+ * request's cleanup runs before the log phase): the upstream connection is
+ * gone, but r->upstream and its pipe are in the request's pool and keep
+ * what nginx decided with (nginx 1.22, ngx_http_upstream.c):
+ *
+ *   proxy_buffering off: ngx_http_upstream_process_non_buffered_request()
+ *   ends a response well when u->length is 0, or -1 (no length) at the
+ *   upstream's EOF; u->length is the Content-Length not yet received, 1
+ *   until the last chunk of a chunked body (the proxy module's input
+ *   filters), 0 when there is no body (HEAD, 204, 304).
+ *
+ *   proxy_buffering on: ngx_http_upstream_process_request() ends it well
+ *   on p->upstream_done (p->length reached 0: the Content-Length or the
+ *   last chunk), or p->upstream_eof with p->length -1; p->upstream_eof
+ *   (EOF) or p->upstream_error (a recv() error, the read timeout) with
+ *   p->length > 0 is "upstream prematurely closed connection" or a 502.
+ *
+ * So a cut is: u->length > 0 unbuffered; p->upstream_eof or _error with
+ * p->length > 0 and not p->upstream_done buffered.  Never a cut, whatever
+ * the lengths: the client's side failing (c->error: it closed or a write
+ * failed, nginx's 499; c->timedout, send_timeout; p->downstream_error), a
+ * body nginx does not send (r->header_only: HEAD, a 304 of its own), a
+ * header that never went out (u->header_sent: intercepted errors, cache
+ * answers), an upgraded connection, a body without a length (-1: its end
+ * is the close, nothing says it is short), and another upstream run than
+ * the try recorded (u->state).  Unbuffered there is no trace of the EOF
+ * itself: an nginx error while sending (out of memory, a body filter
+ * failing) with the client still there also leaves u->length > 0.
+ */
+
+static ngx_uint_t
+ngx_aigov_breaker_cut(ngx_http_request_t *r, ngx_http_upstream_state_t *state,
+    ngx_log_t *log)
+{
+    ngx_event_pipe_t     *p;
+    ngx_connection_t     *c;
+    ngx_http_upstream_t  *u;
+
+    u = r->upstream;
+    c = r->connection;
+
+    if (u == NULL || u->state != state || u->cleanup != NULL
+        || !u->header_sent || u->upgrade || r->header_only)
+    {
+        return 0;
+    }
+
+    if (c->error || c->timedout) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "aigov breaker: the client's side failed: no cut");
+        return 0;
+    }
+
+    if (!u->buffering) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "aigov breaker: unbuffered, length left %O",
+                       u->length);
+
+        return u->length > 0;
+    }
+
+    p = u->pipe;
+
+    if (p == NULL) {
+        return 0;
+    }
+
+    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "aigov breaker: buffered, length left %O, done %d, "
+                   "eof %d, error %d, downstream error %d",
+                   p->length, (int) p->upstream_done, (int) p->upstream_eof,
+                   (int) p->upstream_error, (int) p->downstream_error);
+
+    return !p->downstream_error && !p->upstream_done
+           && (p->upstream_eof || p->upstream_error) && p->length > 0;
+}
 
 
 /* A transition: logged, and a trip published to the fleet. */

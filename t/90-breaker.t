@@ -5,8 +5,11 @@
 # fallback headers that come back.  Trips by failure rate, consecutive
 # failures and slow calls; open -> half-open -> closed or reopened with
 # backoff; fallback to the stable variant, to rules, or a 503 problem with
-# Retry-After; the classifier; one state for both workers, kept across a
-# reload; a trip shared by two nodes through Redis; nginx -t errors.
+# Retry-After; the classifier; bodies cut short after a 200 header
+# (X-Fixture-Truncate, a stalled stream) with and without proxy_buffering,
+# and what is no cut (complete answers, HEAD, 204, 304, a client leaving a
+# stream); one state for both workers, kept across a reload; a trip shared
+# by two nodes through Redis; nginx -t errors.
 
 use strict;
 use warnings;
@@ -15,6 +18,7 @@ use lib "$FindBin::Bin/lib";
 use AigovTest;
 use JSON::PP ();
 use Sys::Hostname ();
+use IO::Socket::INET;
 use Time::HiRes qw(time sleep);
 
 start_fixture(name => 'stable',    version => '1.4.2');
@@ -50,6 +54,7 @@ sub http_conf {
     upstream u_stable    { server 127.0.0.1:%%FIXTURE_stable%%;    keepalive 16; }
     upstream u_candidate { server 127.0.0.1:%%FIXTURE_candidate%%; keepalive 16; }
     upstream u_nowhere   { server 127.0.0.1:%%FIXTURE_nowhere%%; }
+    upstream u_cut       { server 127.0.0.1:%%FIXTURE_stable%%; }   # no keepalive
 
     aigov_zone brk:1m;
 
@@ -151,6 +156,49 @@ sub http_conf {
         variant v1 u_stable version=1.4.2;
     }
 
+    # bodies cut short after a 200 header (X-Fixture-Truncate): "cut" is in
+    # the default failures; one model per truncation and proxy_buffering
+    aigov_model cutlen {
+        variant v1 u_cut version=1.4.2;
+        breaker consecutive_failures=3 open=30s;
+    }
+    aigov_model cutchunk {
+        variant v1 u_cut version=1.4.2;
+        breaker consecutive_failures=3 open=30s;
+    }
+    aigov_model nbcutlen {
+        variant v1 u_cut version=1.4.2;
+        breaker consecutive_failures=3 open=30s;
+    }
+    aigov_model nbcutchunk {
+        variant v1 u_cut version=1.4.2;
+        breaker consecutive_failures=3 open=30s;
+    }
+
+    # "!cut": cut bodies are neither success nor failure
+    aigov_model cutignored {
+        variant v1 u_cut version=1.4.2;
+        breaker failures=5xx,!cut consecutive_failures=2 open=30s;
+    }
+
+    # complete answers: one failure would trip it
+    aigov_model cutok {
+        variant v1 u_cut version=1.4.2;
+        breaker consecutive_failures=1 open=30s;
+    }
+
+    # clients that leave in the middle of a stream
+    aigov_model cutclient {
+        variant v1 u_cut version=1.4.2;
+        breaker consecutive_failures=2 open=30s;
+    }
+
+    # a stream that stalls past proxy_read_timeout after its header
+    aigov_model cutstall {
+        variant v1 u_cut version=1.4.2;
+        breaker failures=cut consecutive_failures=2 open=30s;
+    }
+
 $extra
 
     server {
@@ -168,6 +216,27 @@ $extra
         location /short/ {
             aigov_route model=\$arg_m;
             proxy_read_timeout 300ms;
+            proxy_pass http://\$aigov_upstream;
+        }
+
+        location /nobuf/ {
+            aigov_route model=\$arg_m;
+            proxy_buffering off;
+            proxy_pass http://\$aigov_upstream;
+        }
+
+        location /nobufshort/ {
+            aigov_route model=\$arg_m;
+            proxy_buffering off;
+            proxy_read_timeout 300ms;
+            proxy_pass http://\$aigov_upstream;
+        }
+
+        # HTTP/1.0 to the model: a stream ends with the connection, no length
+        location /http10/ {
+            aigov_route model=\$arg_m;
+            proxy_http_version 1.0;
+            proxy_buffering off;
             proxy_pass http://\$aigov_upstream;
         }
 
@@ -242,7 +311,7 @@ is req('rate', @V2, @FAIL)->{status}, 500, 'rate: the 10th call fails: 5 of 10 =
     is $b->{counters}{trips}, 1, 'rate: 1 trip';
     ok $b->{retry_after_ms} > 0 && $b->{retry_after_ms} <= 700, "rate: retry_after_ms $b->{retry_after_ms} <= 700";
     is $b->{config}{window}, 'count:10', 'rate: config window';
-    is $b->{config}{failures}, '5xx connect_error timeout reset', 'rate: default failure conditions';
+    is $b->{config}{failures}, '5xx connect_error timeout reset cut', 'rate: default failure conditions';
 }
 like $ng->wait_for_log(qr/\[warn\].*circuit breaker tripped/) // '',
     qr/\[warn\] .*aigov: model "rate" variant "v2": circuit breaker tripped \(failure_rate: 5 failed and 0 slow of 10 calls, failure rate 50\.00%, slow call rate 0\.00%\), open for 700ms/,
@@ -517,6 +586,145 @@ is breaker('abort')->{counters}{allowed}, 2, 'abort: 2 calls allowed: the trip a
 is_deeply s5(req('abort')), [ 200, 'v1', undef, 'probe', 'stable' ], 'abort: the next request is the probe';
 is breaker('abort')->{state}, 'closed', 'abort: closed';
 is breaker('abort')->{counters}{probes_lost}, 0, 'abort: no probe lost';
+
+# --- bodies cut short after the header ------------------------------------------------
+
+# Before this section: the same upstream errors as the final check allows.
+error_log_clean_ok('error log before the cut tests: only the expected upstream errors',
+    allow => [ qr/connect\(\) failed \(111: Connection refused\)/,
+               qr/upstream timed out/,
+               qr/recv\(\) failed \(104: Connection reset by peer\)/,
+               qr/upstream prematurely closed connection/ ]);
+$ng->mark;
+
+my @CUT_LEN   = ('X-Fixture-Truncate' => 'length');
+my @CUT_CHUNK = ('X-Fixture-Truncate' => 'chunked');
+
+# [status, how the client's read ended] of a request to LOCATION for MODEL
+sub cut_req {
+    my ($loc, $model, @h) = @_;
+    my $r = req("/$loc/x?m=$model", @h);
+    return [ $r->{status}, $r->{error} // 'complete' ];
+}
+
+for my $case ([ 'm',     'cutlen',     \@CUT_LEN,   'buffered, Content-Length' ],
+              [ 'm',     'cutchunk',   \@CUT_CHUNK, 'buffered, chunked' ],
+              [ 'nobuf', 'nbcutlen',   \@CUT_LEN,   'proxy_buffering off, Content-Length' ],
+              [ 'nobuf', 'nbcutchunk', \@CUT_CHUNK, 'proxy_buffering off, chunked' ]) {
+    my ($loc, $model, $cut, $what) = @$case;
+    my @r = map { cut_req($loc, $model, @$cut) } 1 .. 3;
+    is_deeply [ map { $_->[0] } @r ], [ 200, 200, 200 ], "cut $what: 3 answers with a 200 header";
+    ok !grep({ $_->[1] eq 'complete' } @r), "cut $what: the client saw each body end early ($r[0][1])";
+    my $b = breaker($model);
+    is_deeply [ $b->{state}, $b->{reason}, @{ $b->{window} }{qw(calls failures)} ],
+        [ 'open', 'consecutive_failures', 3, 3 ],
+        "cut $what: 3 cut bodies in a row are 3 failures: open";
+    is req("/$loc/x?m=$model")->{status}, 503, "cut $what: the next request gets the 503 of the open breaker";
+}
+like $ng->wait_for_log(qr/model "nbcutchunk".*tripped/) // '',
+    qr/\[warn\] .*model "nbcutchunk" variant "v1": circuit breaker tripped \(consecutive_failures: 3 in a row; 3 failed and 0 slow of 3 calls\)/,
+    'cut: [warn] tripped by the cut bodies';
+
+# "!cut": not recorded at all, whatever the buffering or the framing
+{
+    my @r = (cut_req('m', 'cutignored', @CUT_LEN), cut_req('m', 'cutignored', @CUT_CHUNK),
+             cut_req('nobuf', 'cutignored', @CUT_LEN), cut_req('nobuf', 'cutignored', @CUT_CHUNK));
+    is_deeply [ map { $_->[0] } @r ], [ (200) x 4 ], 'cut ignored: 4 cut answers';
+    my $b = breaker('cutignored');
+    is_deeply [ $b->{state}, $b->{window}{calls}, $b->{consecutive_failures} ], [ 'closed', 0, 0 ],
+        'cut ignored: failures=5xx,!cut: closed, no call recorded';
+    is $b->{config}{failures}, '5xx !cut', 'cut ignored: canonical failure conditions';
+    is_deeply statuses(2, 'cutignored', @FAIL), [ 500, 500 ], 'cut ignored: 2 real failures';
+    is breaker('cutignored')->{state}, 'open', 'cut ignored: they trip it (the breaker works)';
+}
+
+# complete answers stay successes: 1 failure would trip cutok
+{
+    my $ok = sub {
+        my ($name, $r, $want) = @_;
+        is_deeply [ $r->{status}, $r->{error} // 'complete' ], [ $want // 200, 'complete' ],
+            "cut ok: $name: complete";
+    };
+    $ok->('Content-Length, buffered', req('/m/x?m=cutok'));
+    $ok->('Content-Length, proxy_buffering off', req('/nobuf/x?m=cutok'));
+    {
+        my $r = req('/m/x?m=cutok', 'X-Fixture-Stream' => 3);
+        $ok->('SSE (chunked), buffered', $r);
+        like $r->{body}, qr/data: \[DONE\]/, 'cut ok: SSE, buffered: the whole stream';
+    }
+    {
+        my $r = req('/nobuf/x?m=cutok', 'X-Fixture-Stream' => 3, 'X-Fixture-Stream-Interval' => 50);
+        $ok->('SSE (chunked), proxy_buffering off', $r);
+        like $r->{body}, qr/data: \[DONE\]/, 'cut ok: SSE, unbuffered: the whole stream';
+    }
+    {
+        my $r = req('/http10/x?m=cutok', 'X-Fixture-Stream' => 3);
+        $ok->('SSE to HTTP/1.0: no length, ends with the close', $r);
+        like $r->{body}, qr/data: \[DONE\]/, 'cut ok: SSE, HTTP/1.0: the whole stream';
+    }
+    $ok->('the model closes after a complete answer (X-Fixture-Close)',
+          req('/m/x?m=cutok', 'X-Fixture-Close' => 1));
+    $ok->('HEAD, buffered', http_req(method => 'HEAD', path => '/m/x?m=cutok', timeout => 5));
+    $ok->('HEAD, proxy_buffering off', http_req(method => 'HEAD', path => '/nobuf/x?m=cutok', timeout => 5));
+    $ok->('HEAD of an answer that would be cut (no body is read)',
+          http_req(method => 'HEAD', path => '/nobuf/x?m=cutok', headers => [ @CUT_LEN ], timeout => 5));
+    $ok->('204, proxy_buffering off', req('/nobuf/x?m=cutok', 'X-Fixture-Status' => 204), 204);
+    $ok->('304, buffered', req('/m/x?m=cutok', 'X-Fixture-Status' => 304), 304);
+    my $b = breaker('cutok');
+    is_deeply [ $b->{state}, @{ $b->{window} }{qw(calls failures)} ], [ 'closed', 11, 0 ],
+        'cut ok: 11 complete answers, 11 successes, closed';
+}
+
+# a client that leaves in the middle of a stream is no failure of the model
+sub leave_mid_stream {
+    my ($path) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ng->port, Proto => 'tcp',
+                                  Timeout => 5) or die "connect: $!";
+    syswrite $s, "GET $path HTTP/1.1\r\nHost: localhost\r\nX-Fixture-Stream: 30\r\n"
+               . "X-Fixture-Stream-Interval: 100\r\n\r\n";
+    my ($buf, $end) = ('', time + 5);
+    while ($buf !~ /\r\n\r\n/ && time < $end) {
+        my $rin = '';
+        vec($rin, fileno($s), 1) = 1;
+        select(my $rout = $rin, undef, undef, 0.1) or next;
+        sysread($s, $buf, 65536, length $buf) or last;
+    }
+    sleep 0.3;    # the stream goes on: 30 events, 100ms apart
+    close $s;
+    return $buf =~ m{^HTTP/1\.1 (\d+)} ? $1 : 0;
+}
+for my $loc ('m', 'nobuf') {
+    my @st = map {
+        my $n = $_;
+        my $st = leave_mid_stream("/$loc/x?m=cutclient");
+        wait_for(sub { (breaker('cutclient')->{window}{calls} // 0) >= $n + ($loc eq 'm' ? 0 : 3) }, timeout => 5);
+        $st;
+    } 1 .. 3;
+    is_deeply \@st, [ 200, 200, 200 ], "client leaves ($loc): 3 streams started with a 200 header";
+    my $b = breaker('cutclient');
+    is_deeply [ $b->{state}, @{ $b->{window} }{qw(calls failures)} ], [ 'closed', ($loc eq 'm' ? 3 : 6), 0 ],
+        "client leaves ($loc): closed, the streams were recorded as successes (consecutive_failures=2)";
+}
+ok scalar(grep { /client prematurely closed connection.*m=cutclient/ } error_log_lines()),
+    'client leaves: nginx saw the clients go ([info])';
+
+error_log_clean_ok('cut: the only [error] lines are nginx\'s "upstream prematurely closed connection"',
+    allow => [ qr/\[error\] .*upstream prematurely closed connection while (?:reading upstream|sending to client)/ ]);
+$ng->mark;
+
+# a stream that stalls past proxy_read_timeout (300ms) after its header
+{
+    my @r = (cut_req('short', 'cutstall', 'X-Fixture-Stream' => 3, 'X-Fixture-Stream-Interval' => 800),
+             cut_req('nobufshort', 'cutstall', 'X-Fixture-Stream' => 3, 'X-Fixture-Stream-Interval' => 800));
+    is_deeply [ map { $_->[0] } @r ], [ 200, 200 ], 'stall: 2 streams begin with a 200 header...';
+    ok !grep({ $_->[1] eq 'complete' } @r), '...and end early';
+    my $b = breaker('cutstall');
+    is_deeply [ $b->{state}, @{ $b->{window} }{qw(calls failures)} ], [ 'open', 2, 2 ],
+        'stall: buffered and unbuffered, both cuts (failures=cut): open';
+}
+error_log_clean_ok('stall: the only [error] lines are nginx\'s "upstream timed out ... while reading upstream"',
+    allow => [ qr/\[error\] .*upstream timed out \(110: Connection timed out\) while reading upstream/ ]);
+$ng->mark;
 
 # --- status, plain models -----------------------------------------------------------------
 

@@ -341,6 +341,33 @@ test_classify_default_upstream_errors(void **state)
 }
 
 
+/* The default failure set has "cut": a body cut short after its header. */
+static void
+test_classify_default_cut(void **state)
+{
+    char                  buf[AIGOV_BREAKER_CLASSIFIER_LEN];
+    aigov_breaker_conf_t  c;
+
+    (void) state;
+
+    aigov_breaker_conf_init(&c);
+
+    assert_true(c.classifier.fail_errors & AIGOV_BREAKER_ERR_CUT);
+    assert_false(c.classifier.ignore_errors & AIGOV_BREAKER_ERR_CUT);
+
+    /* a 200 whose body was cut fails; the same 200 in full succeeds */
+    assert_int_equal(aigov_breaker_classify(&c, 200, AIGOV_BREAKER_ERR_CUT),
+                     AIGOV_BREAKER_FAILURE);
+    assert_int_equal(aigov_breaker_classify(&c, 200, 0),
+                     AIGOV_BREAKER_SUCCESS);
+    assert_int_equal(aigov_breaker_classify(&c, 404, AIGOV_BREAKER_ERR_CUT),
+                     AIGOV_BREAKER_FAILURE);
+
+    aigov_breaker_format_classifier(&c.classifier, buf, sizeof(buf));
+    assert_string_equal(buf, "5xx connect_error timeout reset cut");
+}
+
+
 static void
 test_classify_no_status_is_ignored(void **state)
 {
@@ -465,6 +492,51 @@ test_classify_error_before_status(void **state)
 }
 
 
+/*
+ * "cut" as any error: listed it fails, "!cut" ignores the call whatever
+ * its header's status, not listed the status decides.
+ */
+static void
+test_classify_cut(void **state)
+{
+    aigov_breaker_conf_t  c;
+
+    (void) state;
+
+    parse_ok(&c, S("cut"));
+    assert_int_equal(c.classifier.fail_errors, AIGOV_BREAKER_ERR_CUT);
+    assert_int_equal(c.classifier.ignore_errors, 0);
+    assert_int_equal(aigov_breaker_classify(&c, 200, AIGOV_BREAKER_ERR_CUT),
+                     AIGOV_BREAKER_FAILURE);
+    assert_int_equal(aigov_breaker_classify(&c, 500, 0),
+                     AIGOV_BREAKER_SUCCESS);
+
+    parse_ok(&c, S("5xx !cut"));
+    assert_int_equal(c.classifier.fail_errors, 0);
+    assert_int_equal(c.classifier.ignore_errors, AIGOV_BREAKER_ERR_CUT);
+    assert_int_equal(aigov_breaker_classify(&c, 200, AIGOV_BREAKER_ERR_CUT),
+                     AIGOV_BREAKER_IGNORE);
+    assert_int_equal(aigov_breaker_classify(&c, 500, AIGOV_BREAKER_ERR_CUT),
+                     AIGOV_BREAKER_IGNORE);
+    assert_int_equal(aigov_breaker_classify(&c, 500, 0),
+                     AIGOV_BREAKER_FAILURE);
+    assert_int_equal(aigov_breaker_classify(&c, 200, 0),
+                     AIGOV_BREAKER_SUCCESS);
+
+    parse_ok(&c, S("5xx timeout"));
+    assert_int_equal(aigov_breaker_classify(&c, 200, AIGOV_BREAKER_ERR_CUT),
+                     AIGOV_BREAKER_SUCCESS);
+    assert_int_equal(aigov_breaker_classify(&c, 503, AIGOV_BREAKER_ERR_CUT),
+                     AIGOV_BREAKER_FAILURE);
+
+    /* "error" is connect_error and reset: a cut is not one */
+    parse_ok(&c, S("error !cut"));
+    assert_int_equal(c.classifier.fail_errors,
+                     AIGOV_BREAKER_ERR_CONNECT | AIGOV_BREAKER_ERR_RESET);
+    assert_int_equal(c.classifier.ignore_errors, AIGOV_BREAKER_ERR_CUT);
+}
+
+
 static void
 test_classify_whitespace_and_case(void **state)
 {
@@ -550,6 +622,8 @@ test_parse_duplicates(void **state)
     parse_fails(S("error reset"), "\"reset\" repeats \"error\"");
     parse_fails(S("connect_error error"),
                 "\"error\" repeats \"connect_error\"");
+    parse_fails(S("cut 5xx cut"), "duplicate \"cut\"");
+    parse_fails(S("!cut !cut"), "duplicate \"!cut\"");
 }
 
 
@@ -563,6 +637,9 @@ test_parse_conflicts(void **state)
     parse_fails(S("error !reset"), "\"!reset\" conflicts with \"error\"");
     parse_fails(S("!timeout timeout"),
                 "\"timeout\" conflicts with \"!timeout\"");
+    parse_fails(S("cut !cut"), "\"!cut\" conflicts with \"cut\"");
+    parse_fails(S("Cut"), "unknown failure condition \"Cut\"");
+    parse_fails(S("!cuts"), "unknown failure condition \"!cuts\"");
 }
 
 
@@ -632,6 +709,39 @@ test_format_canonical(void **state)
     assert_int_equal(aigov_breaker_parse_classifier(&again, buf, n, NULL, 0),
                      AIGOV_BREAKER_OK);
     assert_memory_equal(&cl, &again, sizeof(cl));
+}
+
+
+/* Every error in the canonical order, "cut" last, either way. */
+static void
+test_format_errors_and_cut(void **state)
+{
+    char                        buf[AIGOV_BREAKER_CLASSIFIER_LEN];
+    size_t                      n;
+    aigov_breaker_classifier_t  cl, again;
+
+    (void) state;
+
+    assert_int_equal(aigov_breaker_parse_classifier(&cl,
+                         S("!cut invalid_header 5xx error timeout"), NULL, 0),
+                     AIGOV_BREAKER_OK);
+    assert_int_equal(cl.fail_errors, AIGOV_BREAKER_ERR_ALL
+                                     & ~AIGOV_BREAKER_ERR_CUT);
+    assert_int_equal(cl.ignore_errors, AIGOV_BREAKER_ERR_CUT);
+
+    n = aigov_breaker_format_classifier(&cl, buf, sizeof(buf));
+    assert_string_equal(buf, "5xx connect_error timeout reset invalid_header "
+                             "!cut");
+
+    assert_int_equal(aigov_breaker_parse_classifier(&again, buf, n, NULL, 0),
+                     AIGOV_BREAKER_OK);
+    assert_memory_equal(&cl, &again, sizeof(cl));
+
+    assert_int_equal(aigov_breaker_parse_classifier(&cl, S("cut 429"), NULL,
+                                                    0),
+                     AIGOV_BREAKER_OK);
+    aigov_breaker_format_classifier(&cl, buf, sizeof(buf));
+    assert_string_equal(buf, "429 cut");
 }
 
 
@@ -1977,11 +2087,13 @@ main(void)
 
         cmocka_unit_test(test_classify_default_statuses),
         cmocka_unit_test(test_classify_default_upstream_errors),
+        cmocka_unit_test(test_classify_default_cut),
         cmocka_unit_test(test_classify_no_status_is_ignored),
         cmocka_unit_test(test_classify_parsed_list),
         cmocka_unit_test(test_classify_status_overrides_class),
         cmocka_unit_test(test_classify_error_shorthand),
         cmocka_unit_test(test_classify_error_before_status),
+        cmocka_unit_test(test_classify_cut),
         cmocka_unit_test(test_classify_whitespace_and_case),
         cmocka_unit_test(test_parse_empty),
         cmocka_unit_test(test_parse_unknown),
@@ -1992,6 +2104,7 @@ main(void)
         cmocka_unit_test(test_parse_message_escapes_and_truncates),
         cmocka_unit_test(test_parse_error_buffer),
         cmocka_unit_test(test_format_canonical),
+        cmocka_unit_test(test_format_errors_and_cut),
         cmocka_unit_test(test_format_folds_full_class),
         cmocka_unit_test(test_format_truncates),
 
