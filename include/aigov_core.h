@@ -118,5 +118,13 @@ int aigov_json_model(const char *body, size_t len, struct json_t **root,
 size_t aigov_json_escape_len(const char *s, size_t len);
 size_t aigov_json_escape(char *dst, const char *s, size_t len);
 
+/*
+ * The JSON escape of one byte that must be escaped (a quote, a backslash
+ * or a control character), in the short forms where JSON has one (\b \f
+ * \n \r \t, as RFC 8785 wants) and \u00XX else; esc holds 6 bytes.
+ * Returns its length, 2 or 6.
+ */
+size_t aigov_json_escape_char(unsigned char c, char *esc);
+
 
 #endif /* AIGOV_CORE_H_INCLUDED_ */

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "aigov_canon.h"
+#include "aigov_core.h"
 
 
 #define AIGOV_CANON_BLOCK      16384
@@ -936,8 +937,6 @@ aigov_canon_put_string(aigov_canon_out_t *out, const char *s, size_t len)
     unsigned char        c;
     char                 esc[8];
 
-    static const char    hex[] = "0123456789abcdef";
-
     aigov_canon_put(out, "\"", 1);
 
     run = 0;
@@ -952,27 +951,7 @@ aigov_canon_put_string(aigov_canon_out_t *out, const char *s, size_t len)
         aigov_canon_put(out, s + run, i - run);
         run = i + 1;
 
-        esc[0] = '\\';
-
-        switch (c) {
-        case '"':  esc[1] = '"';  break;
-        case '\\': esc[1] = '\\'; break;
-        case '\b': esc[1] = 'b';  break;
-        case '\f': esc[1] = 'f';  break;
-        case '\n': esc[1] = 'n';  break;
-        case '\r': esc[1] = 'r';  break;
-        case '\t': esc[1] = 't';  break;
-        default:
-            esc[1] = 'u';
-            esc[2] = '0';
-            esc[3] = '0';
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 0xf];
-            aigov_canon_put(out, esc, 6);
-            continue;
-        }
-
-        aigov_canon_put(out, esc, 2);
+        aigov_canon_put(out, esc, aigov_json_escape_char(c, esc));
     }
 
     aigov_canon_put(out, s + run, len - run);

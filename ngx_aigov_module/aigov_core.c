@@ -439,6 +439,32 @@ aigov_json_escape_len(const char *s, size_t len)
 
 
 size_t
+aigov_json_escape_char(unsigned char c, char *esc)
+{
+    static const char  hex[] = "0123456789abcdef";
+
+    esc[0] = '\\';
+
+    switch (c) {
+    case '"':  esc[1] = '"';  return 2;
+    case '\\': esc[1] = '\\'; return 2;
+    case '\b': esc[1] = 'b';  return 2;
+    case '\f': esc[1] = 'f';  return 2;
+    case '\n': esc[1] = 'n';  return 2;
+    case '\r': esc[1] = 'r';  return 2;
+    case '\t': esc[1] = 't';  return 2;
+    default:
+        esc[1] = 'u';
+        esc[2] = '0';
+        esc[3] = '0';
+        esc[4] = hex[c >> 4];
+        esc[5] = hex[c & 0xf];
+        return 6;
+    }
+}
+
+
+size_t
 aigov_json_escape(char *dst, const char *s, size_t len)
 {
     static const char  hex[] = "0123456789abcdef";

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <jansson.h>
 
+#include "aigov_core.h"
 #include "aigov_rules.h"
 
 
@@ -488,7 +489,6 @@ static int
 aigov_rules_filter(aigov_rules_buf_t *b, int filter, const char *s,
     size_t len)
 {
-    static const char     hex[] = "0123456789abcdef";
     const unsigned char  *p, *end, *run;
     unsigned char         c;
     char                  esc[6];
@@ -536,28 +536,7 @@ aigov_rules_filter(aigov_rules_buf_t *b, int filter, const char *s,
         }
 
         aigov_rules_put(b, run, (size_t) (p - run));
-
-        esc[0] = '\\';
-        n = 2;
-
-        switch (c) {
-        case '"':  esc[1] = '"';  break;
-        case '\\': esc[1] = '\\'; break;
-        case '\b': esc[1] = 'b';  break;
-        case '\f': esc[1] = 'f';  break;
-        case '\n': esc[1] = 'n';  break;
-        case '\r': esc[1] = 'r';  break;
-        case '\t': esc[1] = 't';  break;
-        default:
-            esc[1] = 'u';
-            esc[2] = '0';
-            esc[3] = '0';
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 0xf];
-            n = 6;
-        }
-
-        aigov_rules_put(b, esc, n);
+        aigov_rules_put(b, esc, aigov_json_escape_char(c, esc));
         run = ++p;
     }
 
