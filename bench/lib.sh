@@ -96,6 +96,23 @@ bench_wrk() {
     echo "${rps:-0} ${p99:-0} $(( ${non2xx:-0} + ${sockerr:-0} )) $cpu"
 }
 
+# bench_keys_lua N: $BENCH_TMP/keys.lua, a wrk script that POSTs a chat
+# completion with one of N API keys (X-Api-Key: user-0 .. user-(N-1)) in
+# turn, as many clients do
+bench_keys_lua() {
+    cat > "$BENCH_TMP/keys.lua" <<END
+-- $1 API keys, as with many clients
+local n = 0
+request = function()
+    n = n + 1
+    return wrk.format("POST", nil, {
+        ["Content-Type"] = "application/json",
+        ["X-Api-Key"] = "user-" .. (n % $1)
+    }, '{"model":"chat","messages":[{"role":"user","content":"hi"}]}')
+end
+END
+}
+
 median() {
     sort -g | awk '{ a[NR] = $1 } END {
         if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'

@@ -57,17 +57,7 @@ bench_nginx proxy "
         }
     }"
 
-cat > "$BENCH_TMP/keys.lua" <<'END'
--- 10000 API keys, as with many clients
-local n = 0
-request = function()
-    n = n + 1
-    return wrk.format("POST", nil, {
-        ["Content-Type"] = "application/json",
-        ["X-Api-Key"] = "user-" .. (n % 10000)
-    }, '{"model":"chat","messages":[{"role":"user","content":"hi"}]}')
-end
-END
+bench_keys_lua 10000
 
 sleep 0.5
 echo "rate-limit benchmark: ${ROUNDS} rounds of ${DURATION}s, ${CONNS} connections, 1 nginx worker"

@@ -50,17 +50,7 @@ bench_nginx proxy "
         }
     }"
 
-cat > "$BENCH_TMP/keys.lua" <<'END'
--- a different API key per request, as with many clients
-local n = 0
-request = function()
-    n = n + 1
-    return wrk.format("POST", nil, {
-        ["Content-Type"] = "application/json",
-        ["X-Api-Key"] = "user-" .. (n % 100000)
-    }, '{"model":"chat","messages":[{"role":"user","content":"hi"}]}')
-end
-END
+bench_keys_lua 100000
 
 sleep 0.5
 echo "routing benchmark: ${ROUNDS} rounds of ${DURATION}s, ${CONNS} connections, 1 nginx worker"
