@@ -266,7 +266,7 @@ subtest 'miss then hit: same body, model not called, Age' => sub {
 
 subtest 'a location without aigov_cache: no header, empty variable' => sub {
     my $r = post('/nocache/x', chat_body(uniq()));
-    is $r->{status}, 200, '200';
+    is $r->{status}, 200, 'no cache: 200';
     ok !defined $r->{headers}{'x-aigov-cache'}, 'no X-Aigov-Cache';
     ok !defined $r->{headers}{'x-cache-var'}, '$aigov_cache empty';
 };
