@@ -17,8 +17,8 @@
  *       proxy_pass   http://$aigov_upstream;
  *   }
  *
- * A limit's state is a node keyed "NAME:KEY" in its zone (rbtree + LRU
- * queue, the limit_req recipe): a GCRA for local limits, an aigov_window_t
+ * A limit's state is a node keyed "NAME:KEY" in its zone (a hash table of
+ * chains and an LRU queue): a GCRA for local limits, an aigov_window_t
  * for synced fleet limits; strict fleet limits keep theirs in Redis only.
  * All the limits of a request are checked under their zones' locks and
  * committed only when all allow, so that a request one limit refuses does
@@ -76,13 +76,22 @@
 /* nodes an allocation may evict before it gives up */
 #define NGX_AIGOV_LIMIT_EVICT_MAX      32
 
+/* a node unused this long with nothing owed may be freed (limit_req's 60s) */
+#define NGX_AIGOV_LIMIT_IDLE_MS        60000
+
+/* zone bytes per hash bucket: about one bucket per node */
+#define NGX_AIGOV_LIMIT_BUCKET_BYTES   256
+
 
 typedef struct ngx_aigov_limit_main_conf_s  ngx_aigov_limit_main_conf_t;
 
 
 /* One (limit, key) in a zone. */
-typedef struct {
-    ngx_rbtree_node_t              node;     /* key: crc32 of data */
+typedef struct ngx_aigov_limit_node_s  ngx_aigov_limit_node_t;
+
+struct ngx_aigov_limit_node_s {
+    ngx_aigov_limit_node_t        *next;     /* in its hash bucket */
+    uint32_t                       hash;     /* crc32 of data */
     ngx_queue_t                    queue;    /* LRU, most recent first */
     ngx_queue_t                    dirty;    /* synced nodes with deltas */
     ngx_msec_t                     used;
@@ -95,7 +104,7 @@ typedef struct {
         aigov_window_t             window;
     } s;
     u_char                         data[1];  /* "NAME:KEY" */
-} ngx_aigov_limit_node_t;
+};
 
 
 /* Counters of one limit, in its zone: they survive reloads. */
@@ -114,8 +123,8 @@ typedef struct {
 
 
 typedef struct {
-    ngx_rbtree_t                   rbtree;
-    ngx_rbtree_node_t              sentinel;
+    ngx_aigov_limit_node_t       **buckets;      /* hash & mask */
+    ngx_uint_t                     mask;
     ngx_queue_t                    queue;        /* LRU */
     ngx_queue_t                    dirty;        /* synced, unsent deltas */
     ngx_queue_t                    policies;     /* ngx_aigov_limit_stats_t */
@@ -307,8 +316,6 @@ static ngx_aigov_limit_node_t *ngx_aigov_limit_create(
     ngx_uint_t kind, ngx_aigov_limit_ctx_t *pin);
 static void ngx_aigov_limit_dirty(ngx_aigov_limit_zone_t *zone,
     ngx_aigov_limit_node_t *node);
-static void ngx_aigov_limit_rbtree_insert_value(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static uint64_t ngx_aigov_limit_wall(void);
 
 static void ngx_aigov_limit_sync_handler(ngx_event_t *ev);
@@ -1676,18 +1683,35 @@ ngx_aigov_limit_uint(u_char *p, uint64_t v)
     u_char    *e;
     uint64_t   t;
 
-    /* the digits counted first, then written from the last: no copy */
+    static const char  pairs[201] =
+        "00010203040506070809101112131415161718192021222324"
+        "25262728293031323334353637383940414243444546474849"
+        "50515253545556575859606162636465666768697071727374"
+        "75767778798081828384858687888990919293949596979899";
 
-    for (e = p + 1, t = v; t >= 10; t /= 10) {
-        e++;
+    /* the digits counted first, then written from the last, two by two */
+
+    for (e = p + 1, t = v; t >= 100; t /= 100) {
+        e += 2;
     }
 
+    e += (t >= 10);
     p = e;
 
-    do {
-        *--e = (u_char) ('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
+    while (v >= 100) {
+        t = (v % 100) * 2;
+        v /= 100;
+        *--e = pairs[t + 1];
+        *--e = pairs[t];
+    }
+
+    if (v >= 10) {
+        *--e = pairs[v * 2 + 1];
+        *--e = pairs[v * 2];
+
+    } else {
+        *--e = (u_char) ('0' + v);
+    }
 
     return p;
 }
@@ -2178,101 +2202,50 @@ ngx_aigov_limit_wall(void)
 }
 
 
-static void
-ngx_aigov_limit_rbtree_insert_value(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
-{
-    ngx_rbtree_node_t       **p;
-    ngx_aigov_limit_node_t   *ln, *lnt;
-
-    for ( ;; ) {
-
-        if (node->key < temp->key) {
-            p = &temp->left;
-
-        } else if (node->key > temp->key) {
-            p = &temp->right;
-
-        } else { /* node->key == temp->key */
-
-            ln = (ngx_aigov_limit_node_t *) node;
-            lnt = (ngx_aigov_limit_node_t *) temp;
-
-            p = (ngx_memn2cmp(ln->data, lnt->data, ln->len, lnt->len) < 0)
-                ? &temp->left : &temp->right;
-        }
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
-}
-
-
 /* Finds a node and marks it the most recently used.  Under the lock. */
 
 static ngx_aigov_limit_node_t *
 ngx_aigov_limit_lookup(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
     uint32_t hash)
 {
-    ngx_int_t                rc;
-    ngx_rbtree_node_t       *node, *sentinel;
     ngx_aigov_limit_node_t  *ln;
 
-    node = zone->sh->rbtree.root;
-    sentinel = zone->sh->rbtree.sentinel;
+    for (ln = zone->sh->buckets[hash & zone->sh->mask]; ln; ln = ln->next) {
 
-    while (node != sentinel) {
-
-        if (hash < node->key) {
-            node = node->left;
-            continue;
-        }
-
-        if (hash > node->key) {
-            node = node->right;
-            continue;
-        }
-
-        ln = (ngx_aigov_limit_node_t *) node;
-
-        rc = ngx_memn2cmp(key->data, ln->data, key->len, (size_t) ln->len);
-
-        if (rc == 0) {
+        if (ln->hash == hash && ln->len == key->len
+            && ngx_memcmp(ln->data, key->data, key->len) == 0)
+        {
             ngx_queue_remove(&ln->queue);
             ngx_queue_insert_head(&zone->sh->queue, &ln->queue);
             ln->used = ngx_current_msec;
             return ln;
         }
-
-        node = (rc < 0) ? node->left : node->right;
     }
 
     return NULL;
 }
 
 
-/* Takes a node out of the zone's tree and queues; its memory stays. */
+/* Takes a node out of the zone's table and queues; its memory stays. */
 
 static void
 ngx_aigov_limit_unlink(ngx_aigov_limit_zone_t *zone,
     ngx_aigov_limit_node_t *node)
 {
+    ngx_aigov_limit_node_t  **pp;
+
     ngx_queue_remove(&node->queue);
 
     if (node->is_dirty) {
         ngx_queue_remove(&node->dirty);
     }
 
-    ngx_rbtree_delete(&zone->sh->rbtree, &node->node);
+    for (pp = &zone->sh->buckets[node->hash & zone->sh->mask];
+         *pp != node;
+         pp = &(*pp)->next)
+    { /* void */ }
+
+    *pp = node->next;
 
     zone->sh->nodes--;
 }
@@ -2288,21 +2261,28 @@ ngx_aigov_limit_free(ngx_aigov_limit_zone_t *zone,
 
 
 /*
- * A node whose state is the same as no node: a full bucket, or a fleet
- * window that is over with nothing left to send.
+ * A node whose state is the same as no node (a full bucket, or a fleet
+ * window that is over with nothing left to send) and that nobody used for
+ * a minute.  Kept until then, as limit_req keeps its nodes: a key that
+ * comes back finds its node instead of making a new one each time.
  */
 
 static ngx_uint_t
 ngx_aigov_limit_idle(ngx_aigov_limit_node_t *node, uint64_t now,
     uint64_t wall)
 {
+    if ((ngx_msec_int_t) (ngx_current_msec - node->used)
+        <= NGX_AIGOV_LIMIT_IDLE_MS)
+    {
+        return 0;
+    }
+
     if (node->kind == NGX_AIGOV_LIMIT_LOCAL) {
         return node->s.gcra.tat <= now * 1000000;
     }
 
     return !node->is_dirty && node->s.window.inflight == 0
-           && node->s.window.window + node->period <= wall
-           && (ngx_msec_int_t) (ngx_current_msec - node->used) > 60000;
+           && node->s.window.window + node->period <= wall;
 }
 
 
@@ -2430,13 +2410,14 @@ ngx_aigov_limit_create(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
         return NULL;
     }
 
-    node->node.key = hash;
+    node->hash = hash;
     node->len = (uint16_t) key->len;
     node->kind = (uint8_t) kind;
     node->used = ngx_current_msec;
     ngx_memcpy(node->data, key->data, key->len);
 
-    ngx_rbtree_insert(&zone->sh->rbtree, &node->node);
+    node->next = zone->sh->buckets[hash & zone->sh->mask];
+    zone->sh->buckets[hash & zone->sh->mask] = node;
     ngx_queue_insert_head(&zone->sh->queue, &node->queue);
 
     zone->sh->nodes++;
@@ -2647,7 +2628,7 @@ ngx_aigov_limit_sync_zone(ngx_aigov_limit_zone_t *zone,
         s->global = 0;
         s->failed = 0;
         s->ping = 0;
-        s->hash = node->node.key;
+        s->hash = node->hash;
         s->len = node->len;
         ngx_memcpy(s->data, node->data, node->len);
 
@@ -3790,7 +3771,7 @@ ngx_aigov_limit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_aigov_limit_zone_t *ozone = data;
 
     size_t                         len;
-    ngx_uint_t                     i;
+    ngx_uint_t                     i, n;
     ngx_queue_t                   *q;
     ngx_aigov_limit_zone_t        *zone;
     ngx_aigov_limit_stats_t       *st;
@@ -3815,8 +3796,21 @@ ngx_aigov_limit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
         zone->shpool->data = zone->sh;
 
-        ngx_rbtree_init(&zone->sh->rbtree, &zone->sh->sentinel,
-                        ngx_aigov_limit_rbtree_insert_value);
+        /* about one bucket per node the zone can hold, a power of 2 */
+        for (n = 64;
+             n * 2 * NGX_AIGOV_LIMIT_BUCKET_BYTES <= shm_zone->shm.size;
+             n *= 2)
+        { /* void */ }
+
+        len = n * sizeof(ngx_aigov_limit_node_t *);
+
+        zone->sh->buckets = ngx_slab_calloc(zone->shpool, len);
+        if (zone->sh->buckets == NULL) {
+            return NGX_ERROR;
+        }
+
+        zone->sh->mask = n - 1;
+
         ngx_queue_init(&zone->sh->queue);
         ngx_queue_init(&zone->sh->dirty);
         ngx_queue_init(&zone->sh->policies);

@@ -24,6 +24,7 @@ my $CONF = <<'EOF';
     aigov_limit_zone  rl:1m;
     aigov_limit_zone  rl2:64k;
     aigov_limit_zone  tiny:32k;
+    aigov_limit_zone  keep:32k;
 
     aigov_model chat { variant v1 u_stable version=1.4.2 stable; }
 
@@ -176,6 +177,12 @@ my $CONF = <<'EOF';
         location /tiny/ {
             aigov_route model=chat;
             aigov_limit lru zone=tiny key=$http_x_key rate=1r/m;
+            proxy_pass http://$aigov_upstream;
+        }
+
+        location /keep/ {
+            aigov_route model=chat;
+            aigov_limit keep zone=keep key=$http_x_key rate=20r/s;
             proxy_pass http://$aigov_upstream;
         }
 
@@ -572,6 +579,21 @@ is statuses(2, '/basic/x', 'X-Srv' => 'i2'), '200 200', 'a location with its own
     is $z->{no_memory}, 0, 'lru: never out of memory';
     is statuses(1, '/tiny/x', 'X-Key' => 'cold-1'), '200', 'lru: an evicted key starts again with a full bucket';
     $ng->error_log_clean_ok('lru: no [crit] or [error] when the zone is full');
+}
+
+# --- idle keys stay a minute: a key that comes back finds its node -----------
+
+{
+    is statuses(1, '/keep/x', 'X-Key' => "k$_"), '200', "keep: key k$_" for 1 .. 6;
+    select undef, undef, undef, 0.4;    # every bucket is full again
+    is statuses(1, '/keep/x', 'X-Key' => 'k7'), '200', 'keep: a new key after all are idle';
+    my $z = zone_status('keep');
+    is $z->{keys}, 7, 'keep: idle keys are not freed before a minute';
+    is $z->{expired}, 0, 'keep: none expired';
+    is $z->{evictions}, 0, 'keep: none evicted';
+    is statuses(21, '/keep/x', 'X-Key' => 'k3'), join(' ', ('200') x 20, '429'),
+        'keep: a kept key still has its whole burst';
+    is zone_status('keep')->{keys}, 7, 'keep: k3 used its own node again';
 }
 
 # --- the access log: $aigov_limit, $aigov_limit_policy, $aigov_limit_tokens ---
