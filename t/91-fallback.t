@@ -3,9 +3,9 @@
 # upstream that refuses the connection, resets it or times out before its
 # response header is replaced by the rules; an upstream's own error
 # response, a model without rules and an answer the rules do not cover are
-# left alone.  Rules over the body under the kill switch and an open
-# breaker: bodies late, chunked, large, not JSON, absent, cut short or too
-# large; a fallback variant takes the request.
+# left alone.  Rules over the body read it only when they answer (kill
+# switch, open breaker): bodies late, chunked, large, not JSON, absent, cut
+# short or too large; a fallback variant reads none.
 
 use strict;
 use warnings;
@@ -248,7 +248,7 @@ $ng->mark;
         [ 502, undef, 'text/html' ], 'no rules: nginx\'s own 502';
 }
 
-# --- rules over the body: the kill switch, an open breaker ----------------------
+# --- rules over the body read it when they answer, not before the decision -----
 
 sub static_req {
     my ($model, %o) = @_;
@@ -287,6 +287,11 @@ sub split_req {
 
 my $workers = join ',', sort { $a <=> $b } $ng->worker_pids;
 
+{
+    my $r = static_req('live', body => { task => 'echo', input => 'hi' });
+    is_deeply [ $r->{status}, $r->{body}, $r->{headers}{'x-request-body'} ], [ 200, "static\n", undef ],
+        'rules over the body, model up: the body is not read before the decision ($request_body unset)';
+}
 {
     my $r = static_req('off', body => { task => 'echo', input => 'hi' });
     is_deeply [ $r->{status}, $r->{json}{echo}, $r->{headers}{'x-aigov-fallback-rule'} ], [ 200, 'hi', 'echo' ],
@@ -365,7 +370,7 @@ for my $m (qw(off brk)) {
     is req($m, body => { task => 'echo', input => 'after' })->{json}{echo}, 'after', "$m: and the next request";
 }
 
-# a fallback variant takes the request: no rule
+# a fallback variant takes the request: no rule, no body read
 {
     my @C = ('X-Canary' => 'always');
     is req('brkfb', headers => [ @C ])->{headers}{'x-aigov-fallback'}, 'upstream_error',
@@ -374,8 +379,8 @@ for my $m (qw(off brk)) {
     is_deeply fb($r), [ 200, 'breaker_open', undef, 'breaker_open', undef, 'v1', 'stable' ],
         'brkfb: v2 open: v1 answers, no rule';
     $r = static_req('brkfb', headers => [ @C ], body => { task => 'echo', input => 'x' });
-    is_deeply [ $r->{status}, $r->{body}, $r->{headers}{'x-aigov-fallback'} ],
-        [ 200, "static\n", 'breaker_open' ], 'brkfb: v1 takes it where nothing reads the body';
+    is_deeply [ $r->{status}, $r->{body}, $r->{headers}{'x-aigov-fallback'}, $r->{headers}{'x-request-body'} ],
+        [ 200, "static\n", 'breaker_open', undef ], 'brkfb: v1 takes it: the body is not read';
 }
 
 is join(',', sort { $a <=> $b } $ng->worker_pids), $workers, 'the same workers as before: none crashed';
