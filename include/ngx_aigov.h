@@ -284,7 +284,10 @@ ngx_int_t ngx_aigov_send_problem(ngx_http_request_t *r, ngx_uint_t status,
  * else with the problem response ngx_aigov_send_problem() would send.
  * The response carries X-Aigov-Fallback and $aigov_fallback.  Finalizes
  * the request like ngx_aigov_send_problem(): return its result (NGX_DONE)
- * at once, touching neither r nor ctx again.
+ * at once, touching neither r nor ctx again.  When the rules read the
+ * request body and nobody has read it yet, it is read first and the answer
+ * goes out once it is in (NGX_DONE all the same; an error reading it
+ * returns its status, e.g. 413, or nginx finalizes the request with it).
  */
 ngx_int_t ngx_aigov_fallback(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
     ngx_aigov_fallback_e reason, ngx_uint_t status, const char *type,
@@ -317,7 +320,8 @@ const char *ngx_aigov_fallback_name(ngx_aigov_fallback_e reason);
 /*
  * The request body parsed as JSON (a json_t * owned by the request: do not
  * decref it), or NULL when there is no body, it was not read, did not fit
- * in memory or is not JSON.  Parsed once, on the first call.
+ * in memory or is not JSON.  Parsed once, on the first call: ctx->body, or
+ * else the body nginx has read since (r->request_body).
  */
 void *ngx_aigov_body_json(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx);
 

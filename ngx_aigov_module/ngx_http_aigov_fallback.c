@@ -16,6 +16,11 @@
  * fails or times out before its response header arrives is answered from
  * the rules too, in the header filter: the response nginx was about to
  * send (502, 504) is replaced, status, headers and body.
+ *
+ * Rules over the request body ("$." paths) do not make the decision wait
+ * for it: ngx_aigov_fallback() reads the body when the rules must answer
+ * and nobody has read it yet; the header filter finds it read for the
+ * upstream already.
  */
 
 #include "ngx_http_aigov_module.h"
@@ -61,6 +66,20 @@ typedef struct {
 } ngx_http_aigov_rules_conf_t;
 
 
+/*
+ * What ngx_aigov_fallback() answers with when no rule does; kept in the
+ * chain module's request ctx slot while the body is read (the core's slot
+ * holds ngx_aigov_ctx_t).
+ */
+typedef struct {
+    ngx_uint_t                 status;
+    const char                *type;
+    const char                *title;
+    ngx_str_t                  detail;
+    time_t                     retry_after;
+} ngx_http_aigov_problem_args_t;
+
+
 /* ctx->fallback_out: a response being replaced in the filters */
 typedef struct {
     ngx_buf_t                 *body;         /* NULL: none (HEAD, 204) */
@@ -68,6 +87,11 @@ typedef struct {
 } ngx_http_aigov_replace_t;
 
 
+static ngx_int_t ngx_http_aigov_fallback_read_body(ngx_http_request_t *r,
+    ngx_aigov_ctx_t *ctx, ngx_http_aigov_problem_args_t *pa);
+static void ngx_http_aigov_fallback_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_aigov_fallback_answer(ngx_http_request_t *r,
+    ngx_aigov_ctx_t *ctx, ngx_http_aigov_problem_args_t *pa);
 static ngx_int_t ngx_http_aigov_rules_answer(ngx_http_request_t *r,
     ngx_aigov_ctx_t *ctx, time_t retry_after, ngx_buf_t **body);
 static ngx_int_t ngx_http_aigov_rules_run(ngx_http_request_t *r,
@@ -436,13 +460,114 @@ ngx_aigov_fallback(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
     ngx_aigov_fallback_e reason, ngx_uint_t status, const char *type,
     const char *title, ngx_str_t *detail, time_t retry_after)
 {
-    ngx_int_t   rc;
-    ngx_buf_t  *body;
+    ngx_http_aigov_problem_args_t  pa;
 
     ctx->fallback = reason;
 
+    pa.status = status;
+    pa.type = type;
+    pa.title = title;
+    pa.detail = *detail;
+    pa.retry_after = retry_after;
+
+    if (r->request_body == NULL && ngx_http_aigov_rules_use_body(ctx->model)) {
+        return ngx_http_aigov_fallback_read_body(r, ctx, &pa);
+    }
+
+    return ngx_http_aigov_fallback_answer(r, ctx, &pa);
+}
+
+
+/*
+ * The rules read the body and nobody has: read it now, answer when it is
+ * in (ngx_http_aigov_fallback_body_handler()).  As the core's read before
+ * the decision: NGX_DONE, or the status nginx finalizes with when reading
+ * fails at once (a chunked body over client_max_body_size).
+ */
+
+static ngx_int_t
+ngx_http_aigov_fallback_read_body(ngx_http_request_t *r,
+    ngx_aigov_ctx_t *ctx, ngx_http_aigov_problem_args_t *pa)
+{
+    ngx_int_t                       rc;
+    ngx_http_aigov_problem_args_t  *saved;
+
+    saved = ngx_palloc(r->pool, sizeof(ngx_http_aigov_problem_args_t));
+    if (saved == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    *saved = *pa;
+
+    /* the caller's detail need not outlive its decide() */
+
+    saved->detail.data = ngx_pstrdup(r->pool, &pa->detail);
+    if (saved->detail.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_set_ctx(r, saved, ngx_http_aigov_chain_module);
+
+    /*
+     * The decision is made (nothing can answer but the fallback) and
+     * counted now: a client that goes away before its body is in was
+     * refused all the same.
+     */
+    ngx_http_aigov_decided(ctx);
+
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r,
+                                        ngx_http_aigov_fallback_body_handler);
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    ngx_http_finalize_request(r, NGX_DONE);
+    return NGX_DONE;
+}
+
+
+/*
+ * The body is in.  Errors reading it never get here: nginx finalizes the
+ * request itself (400 for a client gone, 408, 413).
+ */
+
+static void
+ngx_http_aigov_fallback_body_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                       rc;
+    ngx_aigov_ctx_t                *ctx;
+    ngx_http_aigov_problem_args_t  *pa;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigov_module);
+    pa = ngx_http_get_module_ctx(r, ngx_http_aigov_chain_module);
+
+    /* as after the core's read: the body stays for whoever comes later */
+    r->preserve_body = 1;
+
+    rc = ngx_http_aigov_fallback_answer(r, ctx, pa);
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
+}
+
+
+/*
+ * Answers from the rules, else with the problem response: NGX_DONE when
+ * the request is finalized, else the status to finalize it with.
+ */
+
+static ngx_int_t
+ngx_http_aigov_fallback_answer(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
+    ngx_http_aigov_problem_args_t *pa)
+{
+    ngx_int_t   rc;
+    ngx_buf_t  *body;
+
     if (ctx->model->rules) {
-        rc = ngx_http_aigov_rules_answer(r, ctx, retry_after, &body);
+        rc = ngx_http_aigov_rules_answer(r, ctx, pa->retry_after, &body);
 
         if (rc == NGX_OK) {
             ngx_http_aigov_decided(ctx);
@@ -458,8 +583,8 @@ ngx_aigov_fallback(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
         /* NGX_DECLINED: no rule, no default: the problem response */
     }
 
-    return ngx_aigov_send_problem(r, status, type, title, detail,
-                                  retry_after);
+    return ngx_aigov_send_problem(r, pa->status, pa->type, pa->title,
+                                  &pa->detail, pa->retry_after);
 }
 
 
@@ -936,7 +1061,10 @@ ngx_http_aigov_fallback_body(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
 }
 
 
-/* The body as JSON, parsed on first use. */
+/*
+ * The body as JSON, parsed on first use: ctx->body, or the body nginx read
+ * since (for the rules, or for the upstream).
+ */
 
 void *
 ngx_aigov_body_json(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
@@ -948,7 +1076,15 @@ ngx_aigov_body_json(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
         return ctx->json;
     }
 
-    if (ctx->body.len == 0 || ctx->json_failed) {
+    if (ctx->json_failed) {
+        return NULL;
+    }
+
+    if (ctx->body.len == 0
+        && (r->request_body == NULL
+            || ngx_http_aigov_body_bytes(r, &ctx->body) != NGX_OK
+            || ctx->body.len == 0))
+    {
         return NULL;
     }
 

@@ -710,7 +710,7 @@ ngx_int_t
 ngx_http_aigov_init_models(ngx_conf_t *cf, ngx_http_aigov_main_conf_t *mcf)
 {
     ngx_str_t                    *a, name;
-    ngx_uint_t                    i, j, body;
+    ngx_uint_t                    i, j;
     ngx_hash_init_t               hash;
     ngx_hash_keys_arrays_t        keys;
     ngx_aigov_model_t           **m;
@@ -790,21 +790,15 @@ ngx_http_aigov_init_models(ngx_conf_t *cf, ngx_http_aigov_main_conf_t *mcf)
     }
 
     /*
-     * Rules over the request body need it read before the decision, where
-     * a breaker or a kill switch may answer; rules at all need the filters
-     * (an upstream failing before its header).
+     * Rules need the filters (an upstream failing before its header).  Rules
+     * over the request body do not make it read before the decision: they
+     * read it when they answer (ngx_aigov_fallback()).
      */
-
-    body = 0;
 
     for (i = 0; i < mcf->models.nelts; i++) {
         if (m[i]->rules) {
             mcf->need_header_filter = 1;
             mcf->need_body_filter = 1;
-        }
-
-        if (ngx_http_aigov_rules_use_body(m[i])) {
-            body = 1;
         }
     }
 
@@ -832,13 +826,6 @@ ngx_http_aigov_init_models(ngx_conf_t *cf, ngx_http_aigov_main_conf_t *mcf)
                != NGX_OK)
         {
             return NGX_ERROR;
-        }
-
-        if (route[i]->model
-            ? ngx_http_aigov_rules_use_body(route[i]->model)
-            : body)
-        {
-            route[i]->read_body = 1;
         }
     }
 
