@@ -166,6 +166,7 @@ typedef struct {
     ngx_str_t                  fallback_rule;    /* the rule that answered */
     void                      *fallback_out;     /* core private */
     unsigned                   json_failed:1;    /* body is not JSON */
+    void                      *hooks;            /* core private */
 } ngx_aigov_ctx_t;
 
 

@@ -26,6 +26,8 @@ static void *ngx_http_aigov_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_aigov_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_aigov_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static char *ngx_http_aigov_hooks_init(ngx_conf_t *cf,
+    ngx_http_aigov_loc_conf_t *alcf);
 static char *ngx_http_aigov_chain_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_http_aigov_chain_postconfiguration(ngx_conf_t *cf);
@@ -173,6 +175,7 @@ ngx_http_aigov_handler(ngx_http_request_t *r)
         }
 
         ctx->plugins = alcf->chain;
+        ctx->hooks = alcf->hooks;
         ctx->start = ngx_current_msec;
 
         ngx_http_set_ctx(r, ctx, ngx_http_aigov_module);
@@ -311,10 +314,11 @@ ngx_http_aigov_run_chain(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
 static ngx_int_t
 ngx_http_aigov_header_filter(ngx_http_request_t *r)
 {
-    ngx_int_t            rc;
-    ngx_uint_t           i, fallback;
-    ngx_aigov_ctx_t     *ctx;
-    ngx_aigov_plugin_t **plugin;
+    ngx_int_t                rc;
+    ngx_uint_t               i;
+    ngx_aigov_ctx_t         *ctx;
+    ngx_aigov_plugin_t     **plugin;
+    ngx_http_aigov_hooks_t  *hooks;
 
     ctx = (r == r->main) ? ngx_http_get_module_ctx(r, ngx_http_aigov_module)
                          : NULL;
@@ -323,36 +327,30 @@ ngx_http_aigov_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    plugin = ctx->plugins->elts;
-    fallback = 0;
+    hooks = ctx->hooks;
+    plugin = hooks->header;
 
-    for (i = 0; i < ctx->plugins->nelts; i++) {
+    for (i = 0; i <= hooks->nheader; i++) {
 
-        if (!fallback && plugin[i]->priority < NGX_AIGOV_PRIO_BREAKER) {
+        if (i == hooks->header_rules) {
             /*
              * An upstream failure before the header goes to the rules here:
              * after the plugins that may answer better (a stale cache
              * entry), before those that describe the answer (annotate).
              */
-            fallback = 1;
-
             if (ngx_http_aigov_fallback_header(r, ctx) == NGX_ERROR) {
                 return NGX_ERROR;
             }
         }
 
-        if (plugin[i]->header_filter == NULL) {
-            continue;
+        if (i == hooks->nheader) {
+            break;
         }
 
         rc = plugin[i]->header_filter(r, ctx);
         if (rc != NGX_OK && rc != NGX_DECLINED) {
             return rc;
         }
-    }
-
-    if (!fallback && ngx_http_aigov_fallback_header(r, ctx) == NGX_ERROR) {
-        return NGX_ERROR;
     }
 
     return ngx_http_next_header_filter(r);
@@ -362,10 +360,11 @@ ngx_http_aigov_header_filter(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_aigov_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
-    ngx_int_t            rc;
-    ngx_uint_t           i;
-    ngx_aigov_ctx_t     *ctx;
-    ngx_aigov_plugin_t **plugin;
+    ngx_int_t                rc;
+    ngx_uint_t               i;
+    ngx_aigov_ctx_t         *ctx;
+    ngx_aigov_plugin_t     **plugin;
+    ngx_http_aigov_hooks_t  *hooks;
 
     ctx = (r == r->main) ? ngx_http_get_module_ctx(r, ngx_http_aigov_module)
                          : NULL;
@@ -380,13 +379,10 @@ ngx_http_aigov_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
                                             ngx_http_next_body_filter);
     }
 
-    plugin = ctx->plugins->elts;
+    hooks = ctx->hooks;
+    plugin = hooks->body;
 
-    for (i = 0; i < ctx->plugins->nelts; i++) {
-        if (plugin[i]->body_filter == NULL) {
-            continue;
-        }
-
+    for (i = 0; i < hooks->nbody; i++) {
         rc = plugin[i]->body_filter(r, ctx, in);
         if (rc != NGX_OK && rc != NGX_DECLINED) {
             return rc;
@@ -400,9 +396,10 @@ ngx_http_aigov_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 static ngx_int_t
 ngx_http_aigov_log_handler(ngx_http_request_t *r)
 {
-    ngx_uint_t           i;
-    ngx_aigov_ctx_t     *ctx;
-    ngx_aigov_plugin_t **plugin;
+    ngx_uint_t               i;
+    ngx_aigov_ctx_t         *ctx;
+    ngx_aigov_plugin_t     **plugin;
+    ngx_http_aigov_hooks_t  *hooks;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_aigov_module);
 
@@ -410,12 +407,11 @@ ngx_http_aigov_log_handler(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    plugin = ctx->plugins->elts;
+    hooks = ctx->hooks;
+    plugin = hooks->log;
 
-    for (i = 0; i < ctx->plugins->nelts; i++) {
-        if (plugin[i]->log) {
-            plugin[i]->log(r, ctx);
-        }
+    for (i = 0; i < hooks->nlog; i++) {
+        plugin[i]->log(r, ctx);
     }
 
     return NGX_OK;
@@ -1137,6 +1133,59 @@ ngx_http_aigov_chain_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
             alcf->read_body = 1;
         }
     }
+
+    return ngx_http_aigov_hooks_init(cf, alcf);
+}
+
+
+static char *
+ngx_http_aigov_hooks_init(ngx_conf_t *cf, ngx_http_aigov_loc_conf_t *alcf)
+{
+    ngx_uint_t               i, n;
+    ngx_aigov_plugin_t     **chain, *p;
+    ngx_http_aigov_hooks_t  *hooks;
+
+    chain = alcf->chain->elts;
+    n = alcf->chain->nelts;
+
+    hooks = ngx_pcalloc(cf->pool, sizeof(ngx_http_aigov_hooks_t)
+                                  + 3 * (n + 1) * sizeof(ngx_aigov_plugin_t *));
+    if (hooks == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    hooks->header = (ngx_aigov_plugin_t **) (hooks + 1);
+    hooks->body = hooks->header + n + 1;
+    hooks->log = hooks->body + n + 1;
+    hooks->header_rules = NGX_CONF_UNSET_UINT;
+
+    for (i = 0; i < n; i++) {
+        p = chain[i];
+
+        if (p->priority < NGX_AIGOV_PRIO_BREAKER
+            && hooks->header_rules == NGX_CONF_UNSET_UINT)
+        {
+            hooks->header_rules = hooks->nheader;
+        }
+
+        if (p->header_filter) {
+            hooks->header[hooks->nheader++] = p;
+        }
+
+        if (p->body_filter) {
+            hooks->body[hooks->nbody++] = p;
+        }
+
+        if (p->log) {
+            hooks->log[hooks->nlog++] = p;
+        }
+    }
+
+    if (hooks->header_rules == NGX_CONF_UNSET_UINT) {
+        hooks->header_rules = hooks->nheader;
+    }
+
+    alcf->hooks = hooks;
 
     return NGX_CONF_OK;
 }

@@ -124,6 +124,22 @@ typedef struct {
 } ngx_http_aigov_main_conf_t;
 
 
+/*
+ * The plugins of a location's chain that have each response hook, in the
+ * chain's order: the filters and the log handler walk only those.
+ */
+typedef struct {
+    ngx_aigov_plugin_t       **header;
+    ngx_uint_t                 nheader;
+    ngx_uint_t                 header_rules; /* the rules' header hook runs
+                                                before header[header_rules] */
+    ngx_aigov_plugin_t       **body;
+    ngx_uint_t                 nbody;
+    ngx_aigov_plugin_t       **log;
+    ngx_uint_t                 nlog;
+} ngx_http_aigov_hooks_t;
+
+
 typedef struct {
     ngx_uint_t                 source;
     ngx_http_complex_value_t  *model_cv;     /* model=... */
@@ -131,6 +147,7 @@ typedef struct {
     ngx_aigov_model_t         *model;        /* model=NAME, resolved */
     ngx_aigov_model_t         *default_model;
     ngx_array_t               *chain;        /* ngx_aigov_plugin_t *, sorted */
+    ngx_http_aigov_hooks_t    *hooks;        /* of the chain */
     void                      *admin;        /* aigov_admin's conf */
     ngx_uint_t                 read_body;    /* before the plugin chain */
     u_char                    *file;
