@@ -215,6 +215,7 @@ typedef struct {
     uint32_t                       hash;
     uint32_t                       cost;
     aigov_limit_result_t           result;
+    ngx_str_t                      digits;       /* remaining, in RateLimit */
     ngx_aigov_limit_node_t        *node;         /* valid under the lock */
     ngx_aigov_redis_cmd_t         *cmd;          /* strict: pending INCRBY */
     uint64_t                       count;        /* strict: INCRBY's reply */
@@ -1567,7 +1568,7 @@ static ngx_int_t
 ngx_aigov_limit_add_headers_allowed(ngx_http_request_t *r,
     ngx_aigov_limit_ctx_t *ctx)
 {
-    u_char                      *buf, *p, *v;
+    u_char                      *buf, *p;
     uint64_t                     t;
     ngx_str_t                    value, *names;
     ngx_uint_t                   i, unit;
@@ -1595,7 +1596,11 @@ ngx_aigov_limit_add_headers_allowed(ngx_http_request_t *r,
         it = &ctx->items[i];
 
         p = ngx_cpymem(p, llcf->items[i].data, llcf->items[i].len);
+
+        /* x-ratelimit-remaining-* below is the same digits */
+        it->digits.data = p;
         p = ngx_aigov_limit_uint(p, it->result.remaining);
+        it->digits.len = p - it->digits.data;
 
         t = it->result.reset_ms / 1000 + (it->result.reset_ms % 1000 != 0);
         p = ngx_cpymem(p, ";t=", 3);
@@ -1635,12 +1640,9 @@ ngx_aigov_limit_add_headers_allowed(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
-        v = p;
-        p = ngx_aigov_limit_uint(p, it->result.remaining);
-        value.data = v;
-        value.len = p - v;
-
-        if (ngx_aigov_add_header(r, &names[3 + 3 * unit], &value) != NGX_OK) {
+        if (ngx_aigov_add_header(r, &names[3 + 3 * unit], &it->digits)
+            != NGX_OK)
+        {
             return NGX_ERROR;
         }
 
