@@ -21,11 +21,16 @@ static uint32_t aigov_breaker_bucket_ms(const aigov_breaker_conf_t *c);
 static uint32_t aigov_breaker_probes(const aigov_breaker_conf_t *c);
 static uint32_t aigov_breaker_min_calls(const aigov_breaker_conf_t *c);
 static uint32_t aigov_breaker_open_base(const aigov_breaker_conf_t *c);
+static uint32_t aigov_breaker_open_cap(const aigov_breaker_conf_t *c);
 static uint64_t aigov_breaker_probe_timeout(const aigov_breaker_conf_t *c);
 static uint32_t aigov_breaker_percent(uint32_t v);
+static int aigov_breaker_shape_same(const aigov_breaker_t *b,
+    const aigov_breaker_conf_t *c);
 static int aigov_breaker_shape_ok(const aigov_breaker_t *b,
     const aigov_breaker_conf_t *c);
 static uint64_t aigov_breaker_clock(aigov_breaker_t *b,
+    const aigov_breaker_conf_t *c, uint64_t now);
+static uint64_t aigov_breaker_clock_all(aigov_breaker_t *b,
     const aigov_breaker_conf_t *c, uint64_t now);
 static void aigov_breaker_rebase(aigov_breaker_t *b,
     const aigov_breaker_conf_t *c, uint64_t now);
@@ -188,7 +193,7 @@ aigov_breaker_conf_check(const aigov_breaker_conf_t *c, char *err,
                            (unsigned) AIGOV_BREAKER_MAX_BACKOFF / 100);
     }
 
-    max = aigov_breaker_open_max(c);
+    max = aigov_breaker_open_cap(c);
 
     if (c->open_backoff > 100 && max <= c->open_duration_ms) {
         /* a multiplier with nowhere to grow is a forgotten maximum */
@@ -241,6 +246,17 @@ aigov_breaker_conf_check(const aigov_breaker_conf_t *c, char *err,
 
 uint32_t
 aigov_breaker_open_max(const aigov_breaker_conf_t *c)
+{
+    return aigov_breaker_open_cap(c);
+}
+
+
+/*
+ * aigov_breaker_open_max() for this file: a static function can be
+ * inlined, a call to an exported one goes through the PLT in a module.
+ */
+static uint32_t
+aigov_breaker_open_cap(const aigov_breaker_conf_t *c)
 {
     uint32_t  base, max;
 
@@ -833,11 +849,44 @@ aigov_breaker_popcount(uint32_t v)
 }
 
 
+/*
+ * The usual case of aigov_breaker_shape_ok(), cheaply, for every call: the
+ * configuration as written is the shape b is laid out for, and it is in
+ * range, so its clamped values are the same.  0 says "ask shape_ok()".
+ */
+static int
+aigov_breaker_shape_same(const aigov_breaker_t *b,
+    const aigov_breaker_conf_t *c)
+{
+    if (b->shape_type != c->window_type
+        || b->shape_size != c->window_size
+        || b->shape_probes != c->half_open_probes
+        || c->half_open_probes - 1 >= AIGOV_BREAKER_MAX_PROBES)
+    {
+        return 0;
+    }
+
+    if (c->window_type == AIGOV_BREAKER_WINDOW_COUNT) {
+        return c->window_size - 1 < AIGOV_BREAKER_MAX_CALLS;
+    }
+
+    return c->window_type == AIGOV_BREAKER_WINDOW_TIME
+           && c->window_size - 1 < AIGOV_BREAKER_MAX_BUCKETS
+           && b->shape_bucket_ms == c->bucket_ms
+           && c->bucket_ms >= AIGOV_BREAKER_MIN_BUCKET_MS
+           && c->bucket_ms <= AIGOV_BREAKER_MAX_BUCKET_MS;
+}
+
+
 static int
 aigov_breaker_shape_ok(const aigov_breaker_t *b,
     const aigov_breaker_conf_t *c)
 {
     uint32_t  type;
+
+    if (aigov_breaker_shape_same(b, c)) {
+        return 1;
+    }
 
     type = aigov_breaker_window_type(c);
 
@@ -881,9 +930,39 @@ aigov_breaker_reset_probes(aigov_breaker_t *b)
  * Brings b in line with c and with the time now: adopts a new window shape
  * or probe count, clamps times that run backwards, ages the TIME window
  * and frees lost probe slots.  Returns the time to use.
+ *
+ * Every allow() and record() starts here, so the usual case goes the
+ * short way: a CLOSED breaker laid out for c, with no open duration left
+ * and the time within the slack or ahead, needs only last_ms and the TIME
+ * window brought forward; aigov_breaker_clock_all() would do the same.
  */
 static uint64_t
 aigov_breaker_clock(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
+    uint64_t now)
+{
+    uint64_t  t;
+
+    t = (now < b->last_ms) ? b->last_ms : now;
+
+    if (b->state == AIGOV_BREAKER_CLOSED
+        && b->open_ms == 0
+        && t - now <= AIGOV_BREAKER_CLOCK_SLACK_MS
+        && b->changed_ms <= t
+        && aigov_breaker_shape_same(b, c))
+    {
+        b->last_ms = t;
+        aigov_breaker_advance(b, c, t);
+
+        return t;
+    }
+
+    return aigov_breaker_clock_all(b, c, now);
+}
+
+
+/* aigov_breaker_clock() the whole way: force() and the like start here. */
+static uint64_t
+aigov_breaker_clock_all(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
     uint64_t now)
 {
     uint64_t  max;
@@ -922,17 +1001,21 @@ aigov_breaker_clock(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
 
     aigov_breaker_advance(b, c, now);
 
-    max = aigov_breaker_open_max(c);
+    if (b->open_ms || b->state == AIGOV_BREAKER_OPEN) {
+        /* CLOSED has neither: no maximum to work out per call */
 
-    if (b->open_ms > max) {
-        b->open_ms = (uint32_t) max;
-    }
+        max = aigov_breaker_open_cap(c);
 
-    if (b->state == AIGOV_BREAKER_OPEN && b->open_until_ms > now
-        && b->open_until_ms - now > max)
-    {
-        /* the maximum shrank in a reload */
-        b->open_until_ms = now + max;
+        if (b->open_ms > max) {
+            b->open_ms = (uint32_t) max;
+        }
+
+        if (b->state == AIGOV_BREAKER_OPEN && b->open_until_ms > now
+            && b->open_until_ms - now > max)
+        {
+            /* the maximum shrank in a reload */
+            b->open_until_ms = now + max;
+        }
     }
 
     if (b->changed_ms > now) {
@@ -1125,7 +1208,7 @@ aigov_breaker_next_open(const aigov_breaker_t *b,
     uint64_t  cur, next, backoff, base, max;
 
     base = aigov_breaker_open_base(c);
-    max = aigov_breaker_open_max(c);
+    max = aigov_breaker_open_cap(c);
     cur = b->open_ms ? b->open_ms : base;
 
     backoff = c->open_backoff;
@@ -1167,7 +1250,7 @@ aigov_breaker_to_open(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
 {
     uint32_t  max;
 
-    max = aigov_breaker_open_max(c);
+    max = aigov_breaker_open_cap(c);
 
     if (open_ms < 1) {
         open_ms = 1;
@@ -1312,7 +1395,7 @@ aigov_breaker_record(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
     const aigov_breaker_permit_t *permit)
 {
     unsigned  fail, slow;
-    uint32_t  probes;
+    uint32_t  probes, min;
     uint64_t  now;
 
     now = aigov_breaker_clock(b, c, now_ms);
@@ -1337,6 +1420,9 @@ aigov_breaker_record(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
             return AIGOV_BREAKER_IGNORED;
         }
 
+        /* before the stores to b: c is not reread and clamped again */
+        min = aigov_breaker_min_calls(c);
+
         aigov_breaker_add(b, c, fail, slow);
 
         if (fail) {
@@ -1356,7 +1442,7 @@ aigov_breaker_record(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
             return AIGOV_BREAKER_TRIPPED;
         }
 
-        if (b->calls < aigov_breaker_min_calls(c)) {
+        if (b->calls < min) {
             return AIGOV_BREAKER_RECORDED;
         }
 
@@ -1444,7 +1530,7 @@ aigov_breaker_force(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
     uint64_t  now;
     uint32_t  d;
 
-    now = aigov_breaker_clock(b, c, now_ms);
+    now = aigov_breaker_clock_all(b, c, now_ms);
 
     switch (state) {
 
@@ -1488,13 +1574,13 @@ aigov_breaker_remote_trip(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
 {
     uint64_t  now, max, until;
 
-    now = aigov_breaker_clock(b, c, now_ms);
+    now = aigov_breaker_clock_all(b, c, now_ms);
 
     if (open_ms == 0) {
         return 0;
     }
 
-    max = aigov_breaker_open_max(c);
+    max = aigov_breaker_open_cap(c);
 
     if (open_ms > max) {
         open_ms = max;
@@ -1628,7 +1714,7 @@ aigov_breaker_stats(const aigov_breaker_t *b, const aigov_breaker_conf_t *c,
     memset(out, 0, sizeof(aigov_breaker_stats_t));
 
     now = aigov_breaker_now(b, now_ms);
-    max = aigov_breaker_open_max(c);
+    max = aigov_breaker_open_cap(c);
 
     out->state = (uint32_t) aigov_breaker_state(b, c, now_ms);
     out->reason = b->reason;
@@ -1715,7 +1801,7 @@ aigov_breaker_verify(const aigov_breaker_t *b, const aigov_breaker_conf_t *c)
         return "more failures or slow calls than calls";
     }
 
-    max = aigov_breaker_open_max(c);
+    max = aigov_breaker_open_cap(c);
 
     if (b->open_ms > max) {
         return "open duration above the maximum";
