@@ -129,6 +129,16 @@ typedef struct {
 } ngx_aigov_breaker_ctx_t;
 
 
+/*
+ * The context and its pool cleanup, which gives the permit back when log()
+ * never sees it: what ngx_pool_cleanup_add() makes, in one allocation.
+ */
+typedef struct {
+    ngx_pool_cleanup_t         cln;
+    ngx_aigov_breaker_ctx_t    ctx;
+} ngx_aigov_breaker_kept_t;
+
+
 static int ngx_aigov_breaker_allow(ngx_http_request_t *r,
     ngx_aigov_breaker_conf_t *bcf, ngx_aigov_variant_t *v,
     aigov_breaker_permit_t *permit);
@@ -137,7 +147,8 @@ static ngx_int_t ngx_aigov_breaker_decide(ngx_http_request_t *r,
 static ngx_int_t ngx_aigov_breaker_reject(ngx_http_request_t *r,
     ngx_aigov_ctx_t *ctx, ngx_aigov_breaker_conf_t *bcf, uint64_t retry_ms);
 static ngx_int_t ngx_aigov_breaker_keep(ngx_http_request_t *r,
-    ngx_aigov_ctx_t *ctx, ngx_aigov_breaker_ctx_t *bctx);
+    ngx_aigov_ctx_t *ctx, ngx_aigov_breaker_variant_t *vb,
+    ngx_aigov_variant_t *v, aigov_breaker_permit_t *permit, ngx_uint_t var);
 static void ngx_aigov_breaker_log(ngx_http_request_t *r,
     ngx_aigov_ctx_t *ctx);
 static void ngx_aigov_breaker_cleanup(void *data);
@@ -285,7 +296,6 @@ ngx_aigov_breaker_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
 {
     int                           rc;
     aigov_breaker_permit_t        permit;
-    ngx_aigov_breaker_ctx_t       bctx;
     ngx_aigov_breaker_conf_t     *bcf;
     ngx_aigov_breaker_variant_t  *vb;
 
@@ -311,17 +321,11 @@ ngx_aigov_breaker_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
 
     rc = ngx_aigov_breaker_allow(r, bcf, ctx->variant, &permit);
 
-    ngx_memzero(&bctx, sizeof(ngx_aigov_breaker_ctx_t));
-
     if (rc != AIGOV_BREAKER_REJECT) {
-        bctx.vb = vb;
-        bctx.variant = ctx->variant;
-        bctx.permit = permit;
-        bctx.var = (rc == AIGOV_BREAKER_ALLOW_PROBE)
-                   ? NGX_AIGOV_BREAKER_VAR_PROBE
-                   : NGX_AIGOV_BREAKER_VAR_ALLOWED;
-
-        return ngx_aigov_breaker_keep(r, ctx, &bctx);
+        return ngx_aigov_breaker_keep(r, ctx, vb, ctx->variant, &permit,
+                                      (rc == AIGOV_BREAKER_ALLOW_PROBE)
+                                      ? NGX_AIGOV_BREAKER_VAR_PROBE
+                                      : NGX_AIGOV_BREAKER_VAR_ALLOWED);
     }
 
     if (vb->dry_run) {
@@ -330,9 +334,8 @@ ngx_aigov_breaker_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
                       "dry run: not rejected", &ctx->model->name,
                       &ctx->variant->name);
 
-        bctx.var = NGX_AIGOV_BREAKER_VAR_DRY_RUN;
-
-        return ngx_aigov_breaker_keep(r, ctx, &bctx);
+        return ngx_aigov_breaker_keep(r, ctx, NULL, NULL, NULL,
+                                      NGX_AIGOV_BREAKER_VAR_DRY_RUN);
     }
 
     return ngx_aigov_breaker_reject(r, ctx, bcf, permit.retry_after_ms);
@@ -356,11 +359,7 @@ ngx_aigov_breaker_reject(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
     ngx_uint_t                    i;
     ngx_aigov_variant_t          *v;
     aigov_breaker_permit_t        permit;
-    ngx_aigov_breaker_ctx_t       bctx;
     ngx_aigov_breaker_variant_t  *fb;
-
-    ngx_memzero(&bctx, sizeof(ngx_aigov_breaker_ctx_t));
-    bctx.var = NGX_AIGOV_BREAKER_VAR_REJECTED;
 
     for (i = 0; i < ctx->model->nfallback; i++) {
         v = ctx->model->fallback[i];
@@ -374,18 +373,16 @@ ngx_aigov_breaker_reject(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
         if (!fb->enabled || fb->b == NULL) {
             /* no breaker: always usable */
             ngx_aigov_fallback_variant(r, ctx, v, NGX_AIGOV_FALLBACK_BREAKER);
-            return ngx_aigov_breaker_keep(r, ctx, &bctx);
+            return ngx_aigov_breaker_keep(r, ctx, NULL, NULL, NULL,
+                                          NGX_AIGOV_BREAKER_VAR_REJECTED);
         }
 
         rc = ngx_aigov_breaker_allow(r, bcf, v, &permit);
 
         if (rc != AIGOV_BREAKER_REJECT) {
-            bctx.vb = fb;
-            bctx.variant = v;
-            bctx.permit = permit;
-
             ngx_aigov_fallback_variant(r, ctx, v, NGX_AIGOV_FALLBACK_BREAKER);
-            return ngx_aigov_breaker_keep(r, ctx, &bctx);
+            return ngx_aigov_breaker_keep(r, ctx, fb, v, &permit,
+                                          NGX_AIGOV_BREAKER_VAR_REJECTED);
         }
 
         if (permit.retry_after_ms < retry_ms) {
@@ -394,7 +391,10 @@ ngx_aigov_breaker_reject(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
         }
     }
 
-    if (ngx_aigov_breaker_keep(r, ctx, &bctx) != NGX_OK) {
+    if (ngx_aigov_breaker_keep(r, ctx, NULL, NULL, NULL,
+                               NGX_AIGOV_BREAKER_VAR_REJECTED)
+        != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -434,36 +434,62 @@ ngx_aigov_breaker_reject(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
 }
 
 
-/* Keeps the request's breaker context; a permit gets a pool cleanup. */
+/*
+ * Keeps the request's breaker context: the permit of variant v's breaker
+ * vb (NULL: none held) and $aigov_breaker.  It is a pool cleanup too.
+ */
 
 static ngx_int_t
 ngx_aigov_breaker_keep(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
-    ngx_aigov_breaker_ctx_t *bctx)
+    ngx_aigov_breaker_variant_t *vb, ngx_aigov_variant_t *v,
+    aigov_breaker_permit_t *permit, ngx_uint_t var)
 {
-    ngx_pool_cleanup_t       *cln;
-    ngx_aigov_breaker_ctx_t  *p;
+    ngx_slab_pool_t           *shpool;
+    ngx_aigov_breaker_ctx_t   *bctx;
+    ngx_aigov_breaker_conf_t  *bcf;
+    ngx_aigov_breaker_kept_t  *k;
 
-    bctx->request = r;
-    bctx->model = ctx->model;
-    bctx->first_state = r->upstream_states ? r->upstream_states->nelts : 0;
+    k = ngx_palloc(r->pool, sizeof(ngx_aigov_breaker_kept_t));
 
-    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_aigov_breaker_ctx_t));
-
-    if (cln == NULL) {
-        if (bctx->vb) {
+    if (k == NULL) {
+        if (vb) {
             /* no upstream was tried: the permit goes back */
-            ngx_aigov_breaker_finish(bctx, r->connection->log);
+
+            bcf = ngx_aigov_model_conf(ctx->model, ngx_aigov_breaker_plugin);
+            shpool = bcf->mcf->shpool;
+
+            ngx_shmtx_lock(&shpool->mutex);
+            aigov_breaker_release(vb->b, &vb->conf, ngx_current_msec, permit);
+            ngx_shmtx_unlock(&shpool->mutex);
         }
 
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = cln->data;
-    *p = *bctx;
+    bctx = &k->ctx;
 
-    cln->handler = ngx_aigov_breaker_cleanup;
+    bctx->request = r;
+    bctx->model = ctx->model;
+    bctx->variant = v;
+    bctx->vb = vb;
+    bctx->first_state = r->upstream_states ? r->upstream_states->nelts : 0;
+    bctx->var = var;
 
-    ngx_aigov_plugin_ctx(ctx, ngx_aigov_breaker_plugin) = p;
+    if (vb) {
+        bctx->permit = *permit;
+
+    } else {
+        ngx_memzero(&bctx->permit, sizeof(aigov_breaker_permit_t));
+    }
+
+    /* as ngx_pool_cleanup_add() links one */
+
+    k->cln.handler = ngx_aigov_breaker_cleanup;
+    k->cln.data = bctx;
+    k->cln.next = r->pool->cleanup;
+    r->pool->cleanup = &k->cln;
+
+    ngx_aigov_plugin_ctx(ctx, ngx_aigov_breaker_plugin) = bctx;
 
     return NGX_OK;
 }
@@ -519,8 +545,6 @@ ngx_aigov_breaker_finish(ngx_aigov_breaker_ctx_t *bctx, ngx_log_t *log)
     ngx_http_upstream_state_t    *state, *last;
     ngx_aigov_breaker_conf_t     *bcf;
     ngx_aigov_breaker_variant_t  *vb;
-
-    ngx_memzero(&pre, sizeof(aigov_breaker_stats_t));
 
     vb = bctx->vb;
     bctx->vb = NULL;
@@ -589,7 +613,10 @@ ngx_aigov_breaker_finish(ngx_aigov_breaker_ctx_t *bctx, ngx_log_t *log)
     ngx_shmtx_lock(&shpool->mutex);
 
     if (bctx->permit.kind == AIGOV_BREAKER_PERMIT_PROBE) {
-        /* the probes so far: closing or reopening empties them */
+        /*
+         * The probes so far: closing or reopening empties them.  Only a
+         * probe's outcome reopens or closes, so only then is "pre" read.
+         */
         aigov_breaker_stats(vb->b, &vb->conf, ngx_current_msec, &pre);
     }
 
