@@ -24,7 +24,7 @@ static uint32_t aigov_breaker_open_base(const aigov_breaker_conf_t *c);
 static uint32_t aigov_breaker_open_cap(const aigov_breaker_conf_t *c);
 static uint64_t aigov_breaker_probe_timeout(const aigov_breaker_conf_t *c);
 static uint32_t aigov_breaker_percent(uint32_t v);
-static int aigov_breaker_shape_same(const aigov_breaker_t *b,
+static inline int aigov_breaker_shape_same(const aigov_breaker_t *b,
     const aigov_breaker_conf_t *c);
 static int aigov_breaker_shape_ok(const aigov_breaker_t *b,
     const aigov_breaker_conf_t *c);
@@ -60,6 +60,19 @@ static void aigov_breaker_window_view(const aigov_breaker_t *b,
     uint32_t *failures, uint32_t *slow);
 static uint64_t aigov_breaker_now(const aigov_breaker_t *b, uint64_t now);
 static uint64_t aigov_breaker_deadline(uint64_t now, uint64_t ms);
+static void aigov_breaker_write_begin(aigov_breaker_t *b);
+static void aigov_breaker_write_end(aigov_breaker_t *b);
+static int aigov_breaker_do_allow(aigov_breaker_t *b,
+    const aigov_breaker_conf_t *c, uint64_t now_ms,
+    aigov_breaker_permit_t *permit);
+static int aigov_breaker_do_record(aigov_breaker_t *b,
+    const aigov_breaker_conf_t *c, uint64_t now_ms, int outcome,
+    uint64_t duration_ms, const aigov_breaker_permit_t *permit);
+static void aigov_breaker_do_force(aigov_breaker_t *b,
+    const aigov_breaker_conf_t *c, int state, uint64_t now_ms,
+    uint64_t open_ms);
+static int aigov_breaker_do_remote_trip(aigov_breaker_t *b,
+    const aigov_breaker_conf_t *c, uint64_t now_ms, uint64_t open_ms);
 static size_t aigov_breaker_quote(char *dst, size_t size, const char *s,
     size_t len);
 
@@ -854,7 +867,7 @@ aigov_breaker_popcount(uint32_t v)
  * configuration as written is the shape b is laid out for, and it is in
  * range, so its clamped values are the same.  0 says "ask shape_ok()".
  */
-static int
+static inline int
 aigov_breaker_shape_same(const aigov_breaker_t *b,
     const aigov_breaker_conf_t *c)
 {
@@ -1303,8 +1316,100 @@ aigov_breaker_to_closed(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
 }
 
 
+/*
+ * Every call that changes b runs between these two: seq is odd meanwhile,
+ * and moves on, so that aigov_breaker_allow_closed(), which reads b
+ * without the mutex, can tell a state read half before and half after a
+ * change (a sequence lock; writers are kept apart by the glue's mutex).
+ * A seq left odd (a worker killed in between) is made even by the next.
+ */
+static void
+aigov_breaker_write_begin(aigov_breaker_t *b)
+{
+    __atomic_store_n(&b->seq, b->seq | 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+
+static void
+aigov_breaker_write_end(aigov_breaker_t *b)
+{
+    __atomic_store_n(&b->seq, (b->seq | 1) + 1, __ATOMIC_RELEASE);
+}
+
+
 int
 aigov_breaker_allow(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
+    uint64_t now_ms, aigov_breaker_permit_t *permit)
+{
+    int  rc;
+
+    aigov_breaker_write_begin(b);
+    rc = aigov_breaker_do_allow(b, c, now_ms, permit);
+    aigov_breaker_write_end(b);
+
+    return rc;
+}
+
+
+int
+aigov_breaker_allow_closed(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
+    uint64_t now_ms, aigov_breaker_permit_t *permit)
+{
+    uint32_t  seq;
+    uint64_t  last, gen;
+
+    seq = __atomic_load_n(&b->seq, __ATOMIC_ACQUIRE);
+
+    if (seq & 1) {
+        return AIGOV_BREAKER_AGAIN;
+    }
+
+    last = __atomic_load_n(&b->last_ms, __ATOMIC_RELAXED);
+    gen = __atomic_load_n(&b->generation, __ATOMIC_RELAXED);
+
+    /*
+     * Where allow() would only count the call: aigov_breaker_clock() the
+     * short way with the time standing still (now_ms not past last_ms)
+     * and the time window already at last_ms (as it always is).
+     */
+
+    if (__atomic_load_n(&b->state, __ATOMIC_RELAXED) != AIGOV_BREAKER_CLOSED
+        || __atomic_load_n(&b->open_ms, __ATOMIC_RELAXED) != 0
+        || now_ms > last
+        || last - now_ms > AIGOV_BREAKER_CLOCK_SLACK_MS
+        || __atomic_load_n(&b->changed_ms, __ATOMIC_RELAXED) > last
+        || !aigov_breaker_shape_same(b, c)
+        || (c->window_type == AIGOV_BREAKER_WINDOW_TIME
+            && last / c->bucket_ms
+               > __atomic_load_n(&b->w.time.epoch, __ATOMIC_RELAXED)))
+    {
+        return AIGOV_BREAKER_AGAIN;
+    }
+
+    /* no change began or ended while the above was read */
+
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+
+    if (__atomic_load_n(&b->seq, __ATOMIC_RELAXED) != seq) {
+        return AIGOV_BREAKER_AGAIN;
+    }
+
+    /* allowed as of those reads: a change since makes the permit stale */
+
+    (void) __atomic_fetch_add(&b->allowed, 1, __ATOMIC_RELAXED);
+
+    memset(permit, 0, sizeof(aigov_breaker_permit_t));
+
+    permit->generation = gen;
+    permit->kind = AIGOV_BREAKER_PERMIT_CALL;
+
+    return AIGOV_BREAKER_ALLOW;
+}
+
+
+static int
+aigov_breaker_do_allow(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
     uint64_t now_ms, aigov_breaker_permit_t *permit)
 {
     uint64_t  now, timeout, left, retry;
@@ -1316,7 +1421,7 @@ aigov_breaker_allow(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
     memset(permit, 0, sizeof(aigov_breaker_permit_t));
 
     if (b->state == AIGOV_BREAKER_CLOSED) {
-        b->allowed++;
+        (void) __atomic_fetch_add(&b->allowed, 1, __ATOMIC_RELAXED);
         permit->generation = b->generation;
         permit->kind = AIGOV_BREAKER_PERMIT_CALL;
         return AIGOV_BREAKER_ALLOW;
@@ -1355,7 +1460,7 @@ aigov_breaker_allow(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
         b->probe_busy |= 1u << slot;
         b->probe_id[slot] = b->probe_seq;
         b->probe_ms[slot] = now;
-        b->allowed++;
+        (void) __atomic_fetch_add(&b->allowed, 1, __ATOMIC_RELAXED);
 
         permit->kind = AIGOV_BREAKER_PERMIT_PROBE;
         permit->slot = (uint16_t) slot;
@@ -1391,6 +1496,21 @@ aigov_breaker_allow(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
 
 int
 aigov_breaker_record(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
+    uint64_t now_ms, int outcome, uint64_t duration_ms,
+    const aigov_breaker_permit_t *permit)
+{
+    int  rc;
+
+    aigov_breaker_write_begin(b);
+    rc = aigov_breaker_do_record(b, c, now_ms, outcome, duration_ms, permit);
+    aigov_breaker_write_end(b);
+
+    return rc;
+}
+
+
+static int
+aigov_breaker_do_record(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
     uint64_t now_ms, int outcome, uint64_t duration_ms,
     const aigov_breaker_permit_t *permit)
 {
@@ -1527,6 +1647,16 @@ void
 aigov_breaker_force(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
     int state, uint64_t now_ms, uint64_t open_ms)
 {
+    aigov_breaker_write_begin(b);
+    aigov_breaker_do_force(b, c, state, now_ms, open_ms);
+    aigov_breaker_write_end(b);
+}
+
+
+static void
+aigov_breaker_do_force(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
+    int state, uint64_t now_ms, uint64_t open_ms)
+{
     uint64_t  now;
     uint32_t  d;
 
@@ -1571,6 +1701,20 @@ aigov_breaker_force(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
 int
 aigov_breaker_remote_trip(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
     uint64_t now_ms, uint64_t open_ms)
+{
+    int  rc;
+
+    aigov_breaker_write_begin(b);
+    rc = aigov_breaker_do_remote_trip(b, c, now_ms, open_ms);
+    aigov_breaker_write_end(b);
+
+    return rc;
+}
+
+
+static int
+aigov_breaker_do_remote_trip(aigov_breaker_t *b,
+    const aigov_breaker_conf_t *c, uint64_t now_ms, uint64_t open_ms)
 {
     uint64_t  now, max, until;
 
@@ -1768,7 +1912,8 @@ aigov_breaker_stats(const aigov_breaker_t *b, const aigov_breaker_conf_t *c,
         out->probe_slow = b->probe_slow;
     }
 
-    out->allowed = b->allowed;
+    /* counted without the mutex too: aigov_breaker_allow_closed() */
+    out->allowed = __atomic_load_n(&b->allowed, __ATOMIC_RELAXED);
     out->rejected = b->rejected;
     out->stale = b->stale;
     out->probes_lost = b->probes_lost;

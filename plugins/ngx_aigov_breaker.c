@@ -16,8 +16,10 @@
  * The state machine is aigov_breaker.c (include/aigov_breaker.h: the
  * semantics); this file is the nginx glue.  Each variant's aigov_breaker_t
  * is a block of the aigov zone ("model/variant#breaker"), kept across
- * reloads, changed only under the zone's mutex, with ngx_current_msec
- * (monotonic, the same clock in every worker) as the clock.
+ * reloads, changed under the zone's mutex (but for a closed breaker
+ * counting a call it lets through, aigov_breaker_allow_closed()), with
+ * ngx_current_msec (monotonic, the same clock in every worker) as the
+ * clock.
  *
  * decide() (priority 400, after blue-green and canary chose) asks the
  * chosen variant's breaker for a permit; when it is refused, the model's
@@ -260,7 +262,10 @@ static u_char     *ngx_aigov_breaker_node;
 
 /* The request path. */
 
-/* A permit from variant v's breaker (enabled, in the zone). */
+/*
+ * A permit from variant v's breaker (enabled, in the zone), under the
+ * mutex: when aigov_breaker_allow_closed(), tried first, asks for it.
+ */
 
 static int
 ngx_aigov_breaker_allow(ngx_http_request_t *r, ngx_aigov_breaker_conf_t *bcf,
@@ -319,7 +324,14 @@ ngx_aigov_breaker_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
-    rc = ngx_aigov_breaker_allow(r, bcf, ctx->variant, &permit);
+    /* a closed breaker, usually: no mutex */
+
+    rc = aigov_breaker_allow_closed(vb->b, &vb->conf, ngx_current_msec,
+                                    &permit);
+
+    if (rc == AIGOV_BREAKER_AGAIN) {
+        rc = ngx_aigov_breaker_allow(r, bcf, ctx->variant, &permit);
+    }
 
     if (rc != AIGOV_BREAKER_REJECT) {
         return ngx_aigov_breaker_keep(r, ctx, vb, ctx->variant, &permit,
@@ -377,7 +389,12 @@ ngx_aigov_breaker_reject(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
                                           NGX_AIGOV_BREAKER_VAR_REJECTED);
         }
 
-        rc = ngx_aigov_breaker_allow(r, bcf, v, &permit);
+        rc = aigov_breaker_allow_closed(fb->b, &fb->conf, ngx_current_msec,
+                                        &permit);
+
+        if (rc == AIGOV_BREAKER_AGAIN) {
+            rc = ngx_aigov_breaker_allow(r, bcf, v, &permit);
+        }
 
         if (rc != AIGOV_BREAKER_REJECT) {
             ngx_aigov_fallback_variant(r, ctx, v, NGX_AIGOV_FALLBACK_BREAKER);
@@ -1083,7 +1100,11 @@ ngx_aigov_breaker_json(ngx_aigov_breaker_conf_t *bcf,
     ngx_slab_pool_t       *shpool;
     aigov_breaker_stats_t  st;
 
-    /* a consistent copy: other workers change it under the lock */
+    /*
+     * A consistent copy: other workers change it under the lock (all but
+     * "allowed", counted atomically when a closed breaker lets a call
+     * through without it).
+     */
 
     shpool = bcf->mcf->shpool;
 
