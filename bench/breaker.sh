@@ -1,8 +1,9 @@
 #!/bin/sh
 # Issue 4: canary + sticky routing with a circuit breaker on every variant
 # vs the same routing without one vs plain proxy_pass, same backend, same
-# nginx, same run, interleaved.  The breaker costs two lock/unlock pairs of
-# the zone's mutex per request (decide and log).  Goal with routing +
+# nginx, same run, interleaved.  The breaker costs one lock/unlock pair of
+# the zone's mutex per request (log; decide too when the breaker is not
+# closed or the clock moved on since its last call).  Goal with routing +
 # breaker (+ the rate limits, still to come): rps ratio >= 0.95 and p99
 # ratio <= 1.10 against plain proxy_pass.
 #

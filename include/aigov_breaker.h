@@ -3,7 +3,9 @@
  *
  * The state (aigov_breaker_t) is a fixed-size POD without pointers so that
  * it can live in the shared zone; the nginx glue holds the zone's mutex
- * around every call that takes a non-const breaker.  The configuration
+ * around every call that takes a non-const breaker, but one:
+ * aigov_breaker_allow_closed() lets a call through a CLOSED breaker without
+ * it, alongside the others (see there).  The configuration
  * (aigov_breaker_conf_t) is immutable, built from directives.  Times are
  * milliseconds of one clock that all workers share (ngx_current_msec,
  * CLOCK_MONOTONIC); durations are milliseconds.
@@ -162,6 +164,7 @@
 #define AIGOV_BREAKER_ALLOW             0       /* CLOSED */
 #define AIGOV_BREAKER_ALLOW_PROBE       1       /* HALF_OPEN, a slot taken */
 #define AIGOV_BREAKER_REJECT            2       /* see retry_after_ms */
+#define AIGOV_BREAKER_AGAIN             3       /* _allow_closed(): ask */
 
 /* aigov_breaker_record(): what the outcome did */
 #define AIGOV_BREAKER_RECORDED          0       /* counted, no transition */
@@ -294,7 +297,8 @@ typedef struct {
     uint32_t                    calls;
     uint32_t                    failures;
     uint32_t                    slow;
-    uint32_t                    pad;
+
+    uint32_t                    seq;             /* odd while changing */
 
     union {
         struct {
@@ -396,6 +400,20 @@ void aigov_breaker_init(aigov_breaker_t *b);
  */
 int aigov_breaker_allow(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
     uint64_t now_ms, aigov_breaker_permit_t *permit);
+
+/*
+ * aigov_breaker_allow() for a CLOSED breaker without the mutex, safe
+ * alongside the calls that hold it (they mark b as changing while they
+ * run: a sequence lock).  Either ALLOW, with the permit and the counters
+ * as allow() would have left them at an instant while this ran, or
+ * AIGOV_BREAKER_AGAIN, permit and b untouched, when only allow() can
+ * answer: the breaker is not CLOSED, a change is under way, or allow()
+ * would change more than the counter (now_ms past the latest time seen,
+ * or behind it by more than the slack, a new window shape...).
+ */
+int aigov_breaker_allow_closed(aigov_breaker_t *b,
+    const aigov_breaker_conf_t *c, uint64_t now_ms,
+    aigov_breaker_permit_t *permit);
 
 /*
  * Records the outcome (SUCCESS, FAILURE, IGNORE) of a call let through with

@@ -21,11 +21,16 @@ static uint32_t aigov_breaker_bucket_ms(const aigov_breaker_conf_t *c);
 static uint32_t aigov_breaker_probes(const aigov_breaker_conf_t *c);
 static uint32_t aigov_breaker_min_calls(const aigov_breaker_conf_t *c);
 static uint32_t aigov_breaker_open_base(const aigov_breaker_conf_t *c);
+static uint32_t aigov_breaker_open_cap(const aigov_breaker_conf_t *c);
 static uint64_t aigov_breaker_probe_timeout(const aigov_breaker_conf_t *c);
 static uint32_t aigov_breaker_percent(uint32_t v);
+static inline int aigov_breaker_shape_same(const aigov_breaker_t *b,
+    const aigov_breaker_conf_t *c);
 static int aigov_breaker_shape_ok(const aigov_breaker_t *b,
     const aigov_breaker_conf_t *c);
 static uint64_t aigov_breaker_clock(aigov_breaker_t *b,
+    const aigov_breaker_conf_t *c, uint64_t now);
+static uint64_t aigov_breaker_clock_all(aigov_breaker_t *b,
     const aigov_breaker_conf_t *c, uint64_t now);
 static void aigov_breaker_rebase(aigov_breaker_t *b,
     const aigov_breaker_conf_t *c, uint64_t now);
@@ -55,6 +60,19 @@ static void aigov_breaker_window_view(const aigov_breaker_t *b,
     uint32_t *failures, uint32_t *slow);
 static uint64_t aigov_breaker_now(const aigov_breaker_t *b, uint64_t now);
 static uint64_t aigov_breaker_deadline(uint64_t now, uint64_t ms);
+static void aigov_breaker_write_begin(aigov_breaker_t *b);
+static void aigov_breaker_write_end(aigov_breaker_t *b);
+static int aigov_breaker_do_allow(aigov_breaker_t *b,
+    const aigov_breaker_conf_t *c, uint64_t now_ms,
+    aigov_breaker_permit_t *permit);
+static int aigov_breaker_do_record(aigov_breaker_t *b,
+    const aigov_breaker_conf_t *c, uint64_t now_ms, int outcome,
+    uint64_t duration_ms, const aigov_breaker_permit_t *permit);
+static void aigov_breaker_do_force(aigov_breaker_t *b,
+    const aigov_breaker_conf_t *c, int state, uint64_t now_ms,
+    uint64_t open_ms);
+static int aigov_breaker_do_remote_trip(aigov_breaker_t *b,
+    const aigov_breaker_conf_t *c, uint64_t now_ms, uint64_t open_ms);
 static size_t aigov_breaker_quote(char *dst, size_t size, const char *s,
     size_t len);
 
@@ -188,7 +206,7 @@ aigov_breaker_conf_check(const aigov_breaker_conf_t *c, char *err,
                            (unsigned) AIGOV_BREAKER_MAX_BACKOFF / 100);
     }
 
-    max = aigov_breaker_open_max(c);
+    max = aigov_breaker_open_cap(c);
 
     if (c->open_backoff > 100 && max <= c->open_duration_ms) {
         /* a multiplier with nowhere to grow is a forgotten maximum */
@@ -241,6 +259,17 @@ aigov_breaker_conf_check(const aigov_breaker_conf_t *c, char *err,
 
 uint32_t
 aigov_breaker_open_max(const aigov_breaker_conf_t *c)
+{
+    return aigov_breaker_open_cap(c);
+}
+
+
+/*
+ * aigov_breaker_open_max() for this file: a static function can be
+ * inlined, a call to an exported one goes through the PLT in a module.
+ */
+static uint32_t
+aigov_breaker_open_cap(const aigov_breaker_conf_t *c)
 {
     uint32_t  base, max;
 
@@ -833,11 +862,44 @@ aigov_breaker_popcount(uint32_t v)
 }
 
 
+/*
+ * The usual case of aigov_breaker_shape_ok(), cheaply, for every call: the
+ * configuration as written is the shape b is laid out for, and it is in
+ * range, so its clamped values are the same.  0 says "ask shape_ok()".
+ */
+static inline int
+aigov_breaker_shape_same(const aigov_breaker_t *b,
+    const aigov_breaker_conf_t *c)
+{
+    if (b->shape_type != c->window_type
+        || b->shape_size != c->window_size
+        || b->shape_probes != c->half_open_probes
+        || c->half_open_probes - 1 >= AIGOV_BREAKER_MAX_PROBES)
+    {
+        return 0;
+    }
+
+    if (c->window_type == AIGOV_BREAKER_WINDOW_COUNT) {
+        return c->window_size - 1 < AIGOV_BREAKER_MAX_CALLS;
+    }
+
+    return c->window_type == AIGOV_BREAKER_WINDOW_TIME
+           && c->window_size - 1 < AIGOV_BREAKER_MAX_BUCKETS
+           && b->shape_bucket_ms == c->bucket_ms
+           && c->bucket_ms >= AIGOV_BREAKER_MIN_BUCKET_MS
+           && c->bucket_ms <= AIGOV_BREAKER_MAX_BUCKET_MS;
+}
+
+
 static int
 aigov_breaker_shape_ok(const aigov_breaker_t *b,
     const aigov_breaker_conf_t *c)
 {
     uint32_t  type;
+
+    if (aigov_breaker_shape_same(b, c)) {
+        return 1;
+    }
 
     type = aigov_breaker_window_type(c);
 
@@ -881,9 +943,39 @@ aigov_breaker_reset_probes(aigov_breaker_t *b)
  * Brings b in line with c and with the time now: adopts a new window shape
  * or probe count, clamps times that run backwards, ages the TIME window
  * and frees lost probe slots.  Returns the time to use.
+ *
+ * Every allow() and record() starts here, so the usual case goes the
+ * short way: a CLOSED breaker laid out for c, with no open duration left
+ * and the time within the slack or ahead, needs only last_ms and the TIME
+ * window brought forward; aigov_breaker_clock_all() would do the same.
  */
 static uint64_t
 aigov_breaker_clock(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
+    uint64_t now)
+{
+    uint64_t  t;
+
+    t = (now < b->last_ms) ? b->last_ms : now;
+
+    if (b->state == AIGOV_BREAKER_CLOSED
+        && b->open_ms == 0
+        && t - now <= AIGOV_BREAKER_CLOCK_SLACK_MS
+        && b->changed_ms <= t
+        && aigov_breaker_shape_same(b, c))
+    {
+        b->last_ms = t;
+        aigov_breaker_advance(b, c, t);
+
+        return t;
+    }
+
+    return aigov_breaker_clock_all(b, c, now);
+}
+
+
+/* aigov_breaker_clock() the whole way: force() and the like start here. */
+static uint64_t
+aigov_breaker_clock_all(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
     uint64_t now)
 {
     uint64_t  max;
@@ -922,17 +1014,21 @@ aigov_breaker_clock(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
 
     aigov_breaker_advance(b, c, now);
 
-    max = aigov_breaker_open_max(c);
+    if (b->open_ms || b->state == AIGOV_BREAKER_OPEN) {
+        /* CLOSED has neither: no maximum to work out per call */
 
-    if (b->open_ms > max) {
-        b->open_ms = (uint32_t) max;
-    }
+        max = aigov_breaker_open_cap(c);
 
-    if (b->state == AIGOV_BREAKER_OPEN && b->open_until_ms > now
-        && b->open_until_ms - now > max)
-    {
-        /* the maximum shrank in a reload */
-        b->open_until_ms = now + max;
+        if (b->open_ms > max) {
+            b->open_ms = (uint32_t) max;
+        }
+
+        if (b->state == AIGOV_BREAKER_OPEN && b->open_until_ms > now
+            && b->open_until_ms - now > max)
+        {
+            /* the maximum shrank in a reload */
+            b->open_until_ms = now + max;
+        }
     }
 
     if (b->changed_ms > now) {
@@ -1125,7 +1221,7 @@ aigov_breaker_next_open(const aigov_breaker_t *b,
     uint64_t  cur, next, backoff, base, max;
 
     base = aigov_breaker_open_base(c);
-    max = aigov_breaker_open_max(c);
+    max = aigov_breaker_open_cap(c);
     cur = b->open_ms ? b->open_ms : base;
 
     backoff = c->open_backoff;
@@ -1167,7 +1263,7 @@ aigov_breaker_to_open(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
 {
     uint32_t  max;
 
-    max = aigov_breaker_open_max(c);
+    max = aigov_breaker_open_cap(c);
 
     if (open_ms < 1) {
         open_ms = 1;
@@ -1220,8 +1316,100 @@ aigov_breaker_to_closed(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
 }
 
 
+/*
+ * Every call that changes b runs between these two: seq is odd meanwhile,
+ * and moves on, so that aigov_breaker_allow_closed(), which reads b
+ * without the mutex, can tell a state read half before and half after a
+ * change (a sequence lock; writers are kept apart by the glue's mutex).
+ * A seq left odd (a worker killed in between) is made even by the next.
+ */
+static void
+aigov_breaker_write_begin(aigov_breaker_t *b)
+{
+    __atomic_store_n(&b->seq, b->seq | 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+
+static void
+aigov_breaker_write_end(aigov_breaker_t *b)
+{
+    __atomic_store_n(&b->seq, (b->seq | 1) + 1, __ATOMIC_RELEASE);
+}
+
+
 int
 aigov_breaker_allow(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
+    uint64_t now_ms, aigov_breaker_permit_t *permit)
+{
+    int  rc;
+
+    aigov_breaker_write_begin(b);
+    rc = aigov_breaker_do_allow(b, c, now_ms, permit);
+    aigov_breaker_write_end(b);
+
+    return rc;
+}
+
+
+int
+aigov_breaker_allow_closed(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
+    uint64_t now_ms, aigov_breaker_permit_t *permit)
+{
+    uint32_t  seq;
+    uint64_t  last, gen;
+
+    seq = __atomic_load_n(&b->seq, __ATOMIC_ACQUIRE);
+
+    if (seq & 1) {
+        return AIGOV_BREAKER_AGAIN;
+    }
+
+    last = __atomic_load_n(&b->last_ms, __ATOMIC_RELAXED);
+    gen = __atomic_load_n(&b->generation, __ATOMIC_RELAXED);
+
+    /*
+     * Where allow() would only count the call: aigov_breaker_clock() the
+     * short way with the time standing still (now_ms not past last_ms)
+     * and the time window already at last_ms (as it always is).
+     */
+
+    if (__atomic_load_n(&b->state, __ATOMIC_RELAXED) != AIGOV_BREAKER_CLOSED
+        || __atomic_load_n(&b->open_ms, __ATOMIC_RELAXED) != 0
+        || now_ms > last
+        || last - now_ms > AIGOV_BREAKER_CLOCK_SLACK_MS
+        || __atomic_load_n(&b->changed_ms, __ATOMIC_RELAXED) > last
+        || !aigov_breaker_shape_same(b, c)
+        || (c->window_type == AIGOV_BREAKER_WINDOW_TIME
+            && last / c->bucket_ms
+               > __atomic_load_n(&b->w.time.epoch, __ATOMIC_RELAXED)))
+    {
+        return AIGOV_BREAKER_AGAIN;
+    }
+
+    /* no change began or ended while the above was read */
+
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+
+    if (__atomic_load_n(&b->seq, __ATOMIC_RELAXED) != seq) {
+        return AIGOV_BREAKER_AGAIN;
+    }
+
+    /* allowed as of those reads: a change since makes the permit stale */
+
+    (void) __atomic_fetch_add(&b->allowed, 1, __ATOMIC_RELAXED);
+
+    memset(permit, 0, sizeof(aigov_breaker_permit_t));
+
+    permit->generation = gen;
+    permit->kind = AIGOV_BREAKER_PERMIT_CALL;
+
+    return AIGOV_BREAKER_ALLOW;
+}
+
+
+static int
+aigov_breaker_do_allow(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
     uint64_t now_ms, aigov_breaker_permit_t *permit)
 {
     uint64_t  now, timeout, left, retry;
@@ -1233,7 +1421,7 @@ aigov_breaker_allow(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
     memset(permit, 0, sizeof(aigov_breaker_permit_t));
 
     if (b->state == AIGOV_BREAKER_CLOSED) {
-        b->allowed++;
+        (void) __atomic_fetch_add(&b->allowed, 1, __ATOMIC_RELAXED);
         permit->generation = b->generation;
         permit->kind = AIGOV_BREAKER_PERMIT_CALL;
         return AIGOV_BREAKER_ALLOW;
@@ -1272,7 +1460,7 @@ aigov_breaker_allow(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
         b->probe_busy |= 1u << slot;
         b->probe_id[slot] = b->probe_seq;
         b->probe_ms[slot] = now;
-        b->allowed++;
+        (void) __atomic_fetch_add(&b->allowed, 1, __ATOMIC_RELAXED);
 
         permit->kind = AIGOV_BREAKER_PERMIT_PROBE;
         permit->slot = (uint16_t) slot;
@@ -1311,8 +1499,23 @@ aigov_breaker_record(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
     uint64_t now_ms, int outcome, uint64_t duration_ms,
     const aigov_breaker_permit_t *permit)
 {
+    int  rc;
+
+    aigov_breaker_write_begin(b);
+    rc = aigov_breaker_do_record(b, c, now_ms, outcome, duration_ms, permit);
+    aigov_breaker_write_end(b);
+
+    return rc;
+}
+
+
+static int
+aigov_breaker_do_record(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
+    uint64_t now_ms, int outcome, uint64_t duration_ms,
+    const aigov_breaker_permit_t *permit)
+{
     unsigned  fail, slow;
-    uint32_t  probes;
+    uint32_t  probes, min;
     uint64_t  now;
 
     now = aigov_breaker_clock(b, c, now_ms);
@@ -1337,6 +1540,9 @@ aigov_breaker_record(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
             return AIGOV_BREAKER_IGNORED;
         }
 
+        /* before the stores to b: c is not reread and clamped again */
+        min = aigov_breaker_min_calls(c);
+
         aigov_breaker_add(b, c, fail, slow);
 
         if (fail) {
@@ -1356,7 +1562,7 @@ aigov_breaker_record(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
             return AIGOV_BREAKER_TRIPPED;
         }
 
-        if (b->calls < aigov_breaker_min_calls(c)) {
+        if (b->calls < min) {
             return AIGOV_BREAKER_RECORDED;
         }
 
@@ -1441,10 +1647,20 @@ void
 aigov_breaker_force(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
     int state, uint64_t now_ms, uint64_t open_ms)
 {
+    aigov_breaker_write_begin(b);
+    aigov_breaker_do_force(b, c, state, now_ms, open_ms);
+    aigov_breaker_write_end(b);
+}
+
+
+static void
+aigov_breaker_do_force(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
+    int state, uint64_t now_ms, uint64_t open_ms)
+{
     uint64_t  now;
     uint32_t  d;
 
-    now = aigov_breaker_clock(b, c, now_ms);
+    now = aigov_breaker_clock_all(b, c, now_ms);
 
     switch (state) {
 
@@ -1486,15 +1702,29 @@ int
 aigov_breaker_remote_trip(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
     uint64_t now_ms, uint64_t open_ms)
 {
+    int  rc;
+
+    aigov_breaker_write_begin(b);
+    rc = aigov_breaker_do_remote_trip(b, c, now_ms, open_ms);
+    aigov_breaker_write_end(b);
+
+    return rc;
+}
+
+
+static int
+aigov_breaker_do_remote_trip(aigov_breaker_t *b,
+    const aigov_breaker_conf_t *c, uint64_t now_ms, uint64_t open_ms)
+{
     uint64_t  now, max, until;
 
-    now = aigov_breaker_clock(b, c, now_ms);
+    now = aigov_breaker_clock_all(b, c, now_ms);
 
     if (open_ms == 0) {
         return 0;
     }
 
-    max = aigov_breaker_open_max(c);
+    max = aigov_breaker_open_cap(c);
 
     if (open_ms > max) {
         open_ms = max;
@@ -1628,7 +1858,7 @@ aigov_breaker_stats(const aigov_breaker_t *b, const aigov_breaker_conf_t *c,
     memset(out, 0, sizeof(aigov_breaker_stats_t));
 
     now = aigov_breaker_now(b, now_ms);
-    max = aigov_breaker_open_max(c);
+    max = aigov_breaker_open_cap(c);
 
     out->state = (uint32_t) aigov_breaker_state(b, c, now_ms);
     out->reason = b->reason;
@@ -1682,7 +1912,8 @@ aigov_breaker_stats(const aigov_breaker_t *b, const aigov_breaker_conf_t *c,
         out->probe_slow = b->probe_slow;
     }
 
-    out->allowed = b->allowed;
+    /* counted without the mutex too: aigov_breaker_allow_closed() */
+    out->allowed = __atomic_load_n(&b->allowed, __ATOMIC_RELAXED);
     out->rejected = b->rejected;
     out->stale = b->stale;
     out->probes_lost = b->probes_lost;
@@ -1715,7 +1946,7 @@ aigov_breaker_verify(const aigov_breaker_t *b, const aigov_breaker_conf_t *c)
         return "more failures or slow calls than calls";
     }
 
-    max = aigov_breaker_open_max(c);
+    max = aigov_breaker_open_cap(c);
 
     if (b->open_ms > max) {
         return "open duration above the maximum";

@@ -16,8 +16,10 @@
  * The state machine is aigov_breaker.c (include/aigov_breaker.h: the
  * semantics); this file is the nginx glue.  Each variant's aigov_breaker_t
  * is a block of the aigov zone ("model/variant#breaker"), kept across
- * reloads, changed only under the zone's mutex, with ngx_current_msec
- * (monotonic, the same clock in every worker) as the clock.
+ * reloads, changed under the zone's mutex (but for a closed breaker
+ * counting a call it lets through, aigov_breaker_allow_closed()), with
+ * ngx_current_msec (monotonic, the same clock in every worker) as the
+ * clock.
  *
  * decide() (priority 400, after blue-green and canary chose) asks the
  * chosen variant's breaker for a permit; when it is refused, the model's
@@ -129,6 +131,16 @@ typedef struct {
 } ngx_aigov_breaker_ctx_t;
 
 
+/*
+ * The context and its pool cleanup, which gives the permit back when log()
+ * never sees it: what ngx_pool_cleanup_add() makes, in one allocation.
+ */
+typedef struct {
+    ngx_pool_cleanup_t         cln;
+    ngx_aigov_breaker_ctx_t    ctx;
+} ngx_aigov_breaker_kept_t;
+
+
 static int ngx_aigov_breaker_allow(ngx_http_request_t *r,
     ngx_aigov_breaker_conf_t *bcf, ngx_aigov_variant_t *v,
     aigov_breaker_permit_t *permit);
@@ -137,7 +149,8 @@ static ngx_int_t ngx_aigov_breaker_decide(ngx_http_request_t *r,
 static ngx_int_t ngx_aigov_breaker_reject(ngx_http_request_t *r,
     ngx_aigov_ctx_t *ctx, ngx_aigov_breaker_conf_t *bcf, uint64_t retry_ms);
 static ngx_int_t ngx_aigov_breaker_keep(ngx_http_request_t *r,
-    ngx_aigov_ctx_t *ctx, ngx_aigov_breaker_ctx_t *bctx);
+    ngx_aigov_ctx_t *ctx, ngx_aigov_breaker_variant_t *vb,
+    ngx_aigov_variant_t *v, aigov_breaker_permit_t *permit, ngx_uint_t var);
 static void ngx_aigov_breaker_log(ngx_http_request_t *r,
     ngx_aigov_ctx_t *ctx);
 static void ngx_aigov_breaker_cleanup(void *data);
@@ -249,7 +262,10 @@ static u_char     *ngx_aigov_breaker_node;
 
 /* The request path. */
 
-/* A permit from variant v's breaker (enabled, in the zone). */
+/*
+ * A permit from variant v's breaker (enabled, in the zone), under the
+ * mutex: when aigov_breaker_allow_closed(), tried first, asks for it.
+ */
 
 static int
 ngx_aigov_breaker_allow(ngx_http_request_t *r, ngx_aigov_breaker_conf_t *bcf,
@@ -285,7 +301,6 @@ ngx_aigov_breaker_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
 {
     int                           rc;
     aigov_breaker_permit_t        permit;
-    ngx_aigov_breaker_ctx_t       bctx;
     ngx_aigov_breaker_conf_t     *bcf;
     ngx_aigov_breaker_variant_t  *vb;
 
@@ -309,19 +324,20 @@ ngx_aigov_breaker_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
-    rc = ngx_aigov_breaker_allow(r, bcf, ctx->variant, &permit);
+    /* a closed breaker, usually: no mutex */
 
-    ngx_memzero(&bctx, sizeof(ngx_aigov_breaker_ctx_t));
+    rc = aigov_breaker_allow_closed(vb->b, &vb->conf, ngx_current_msec,
+                                    &permit);
+
+    if (rc == AIGOV_BREAKER_AGAIN) {
+        rc = ngx_aigov_breaker_allow(r, bcf, ctx->variant, &permit);
+    }
 
     if (rc != AIGOV_BREAKER_REJECT) {
-        bctx.vb = vb;
-        bctx.variant = ctx->variant;
-        bctx.permit = permit;
-        bctx.var = (rc == AIGOV_BREAKER_ALLOW_PROBE)
-                   ? NGX_AIGOV_BREAKER_VAR_PROBE
-                   : NGX_AIGOV_BREAKER_VAR_ALLOWED;
-
-        return ngx_aigov_breaker_keep(r, ctx, &bctx);
+        return ngx_aigov_breaker_keep(r, ctx, vb, ctx->variant, &permit,
+                                      (rc == AIGOV_BREAKER_ALLOW_PROBE)
+                                      ? NGX_AIGOV_BREAKER_VAR_PROBE
+                                      : NGX_AIGOV_BREAKER_VAR_ALLOWED);
     }
 
     if (vb->dry_run) {
@@ -330,9 +346,8 @@ ngx_aigov_breaker_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
                       "dry run: not rejected", &ctx->model->name,
                       &ctx->variant->name);
 
-        bctx.var = NGX_AIGOV_BREAKER_VAR_DRY_RUN;
-
-        return ngx_aigov_breaker_keep(r, ctx, &bctx);
+        return ngx_aigov_breaker_keep(r, ctx, NULL, NULL, NULL,
+                                      NGX_AIGOV_BREAKER_VAR_DRY_RUN);
     }
 
     return ngx_aigov_breaker_reject(r, ctx, bcf, permit.retry_after_ms);
@@ -356,11 +371,7 @@ ngx_aigov_breaker_reject(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
     ngx_uint_t                    i;
     ngx_aigov_variant_t          *v;
     aigov_breaker_permit_t        permit;
-    ngx_aigov_breaker_ctx_t       bctx;
     ngx_aigov_breaker_variant_t  *fb;
-
-    ngx_memzero(&bctx, sizeof(ngx_aigov_breaker_ctx_t));
-    bctx.var = NGX_AIGOV_BREAKER_VAR_REJECTED;
 
     for (i = 0; i < ctx->model->nfallback; i++) {
         v = ctx->model->fallback[i];
@@ -374,18 +385,21 @@ ngx_aigov_breaker_reject(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
         if (!fb->enabled || fb->b == NULL) {
             /* no breaker: always usable */
             ngx_aigov_fallback_variant(r, ctx, v, NGX_AIGOV_FALLBACK_BREAKER);
-            return ngx_aigov_breaker_keep(r, ctx, &bctx);
+            return ngx_aigov_breaker_keep(r, ctx, NULL, NULL, NULL,
+                                          NGX_AIGOV_BREAKER_VAR_REJECTED);
         }
 
-        rc = ngx_aigov_breaker_allow(r, bcf, v, &permit);
+        rc = aigov_breaker_allow_closed(fb->b, &fb->conf, ngx_current_msec,
+                                        &permit);
+
+        if (rc == AIGOV_BREAKER_AGAIN) {
+            rc = ngx_aigov_breaker_allow(r, bcf, v, &permit);
+        }
 
         if (rc != AIGOV_BREAKER_REJECT) {
-            bctx.vb = fb;
-            bctx.variant = v;
-            bctx.permit = permit;
-
             ngx_aigov_fallback_variant(r, ctx, v, NGX_AIGOV_FALLBACK_BREAKER);
-            return ngx_aigov_breaker_keep(r, ctx, &bctx);
+            return ngx_aigov_breaker_keep(r, ctx, fb, v, &permit,
+                                          NGX_AIGOV_BREAKER_VAR_REJECTED);
         }
 
         if (permit.retry_after_ms < retry_ms) {
@@ -394,7 +408,10 @@ ngx_aigov_breaker_reject(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
         }
     }
 
-    if (ngx_aigov_breaker_keep(r, ctx, &bctx) != NGX_OK) {
+    if (ngx_aigov_breaker_keep(r, ctx, NULL, NULL, NULL,
+                               NGX_AIGOV_BREAKER_VAR_REJECTED)
+        != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -434,36 +451,62 @@ ngx_aigov_breaker_reject(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
 }
 
 
-/* Keeps the request's breaker context; a permit gets a pool cleanup. */
+/*
+ * Keeps the request's breaker context: the permit of variant v's breaker
+ * vb (NULL: none held) and $aigov_breaker.  It is a pool cleanup too.
+ */
 
 static ngx_int_t
 ngx_aigov_breaker_keep(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
-    ngx_aigov_breaker_ctx_t *bctx)
+    ngx_aigov_breaker_variant_t *vb, ngx_aigov_variant_t *v,
+    aigov_breaker_permit_t *permit, ngx_uint_t var)
 {
-    ngx_pool_cleanup_t       *cln;
-    ngx_aigov_breaker_ctx_t  *p;
+    ngx_slab_pool_t           *shpool;
+    ngx_aigov_breaker_ctx_t   *bctx;
+    ngx_aigov_breaker_conf_t  *bcf;
+    ngx_aigov_breaker_kept_t  *k;
 
-    bctx->request = r;
-    bctx->model = ctx->model;
-    bctx->first_state = r->upstream_states ? r->upstream_states->nelts : 0;
+    k = ngx_palloc(r->pool, sizeof(ngx_aigov_breaker_kept_t));
 
-    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_aigov_breaker_ctx_t));
-
-    if (cln == NULL) {
-        if (bctx->vb) {
+    if (k == NULL) {
+        if (vb) {
             /* no upstream was tried: the permit goes back */
-            ngx_aigov_breaker_finish(bctx, r->connection->log);
+
+            bcf = ngx_aigov_model_conf(ctx->model, ngx_aigov_breaker_plugin);
+            shpool = bcf->mcf->shpool;
+
+            ngx_shmtx_lock(&shpool->mutex);
+            aigov_breaker_release(vb->b, &vb->conf, ngx_current_msec, permit);
+            ngx_shmtx_unlock(&shpool->mutex);
         }
 
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = cln->data;
-    *p = *bctx;
+    bctx = &k->ctx;
 
-    cln->handler = ngx_aigov_breaker_cleanup;
+    bctx->request = r;
+    bctx->model = ctx->model;
+    bctx->variant = v;
+    bctx->vb = vb;
+    bctx->first_state = r->upstream_states ? r->upstream_states->nelts : 0;
+    bctx->var = var;
 
-    ngx_aigov_plugin_ctx(ctx, ngx_aigov_breaker_plugin) = p;
+    if (vb) {
+        bctx->permit = *permit;
+
+    } else {
+        ngx_memzero(&bctx->permit, sizeof(aigov_breaker_permit_t));
+    }
+
+    /* as ngx_pool_cleanup_add() links one */
+
+    k->cln.handler = ngx_aigov_breaker_cleanup;
+    k->cln.data = bctx;
+    k->cln.next = r->pool->cleanup;
+    r->pool->cleanup = &k->cln;
+
+    ngx_aigov_plugin_ctx(ctx, ngx_aigov_breaker_plugin) = bctx;
 
     return NGX_OK;
 }
@@ -519,8 +562,6 @@ ngx_aigov_breaker_finish(ngx_aigov_breaker_ctx_t *bctx, ngx_log_t *log)
     ngx_http_upstream_state_t    *state, *last;
     ngx_aigov_breaker_conf_t     *bcf;
     ngx_aigov_breaker_variant_t  *vb;
-
-    ngx_memzero(&pre, sizeof(aigov_breaker_stats_t));
 
     vb = bctx->vb;
     bctx->vb = NULL;
@@ -589,7 +630,10 @@ ngx_aigov_breaker_finish(ngx_aigov_breaker_ctx_t *bctx, ngx_log_t *log)
     ngx_shmtx_lock(&shpool->mutex);
 
     if (bctx->permit.kind == AIGOV_BREAKER_PERMIT_PROBE) {
-        /* the probes so far: closing or reopening empties them */
+        /*
+         * The probes so far: closing or reopening empties them.  Only a
+         * probe's outcome reopens or closes, so only then is "pre" read.
+         */
         aigov_breaker_stats(vb->b, &vb->conf, ngx_current_msec, &pre);
     }
 
@@ -1056,7 +1100,11 @@ ngx_aigov_breaker_json(ngx_aigov_breaker_conf_t *bcf,
     ngx_slab_pool_t       *shpool;
     aigov_breaker_stats_t  st;
 
-    /* a consistent copy: other workers change it under the lock */
+    /*
+     * A consistent copy: other workers change it under the lock (all but
+     * "allowed", counted atomically when a closed breaker lets a call
+     * through without it).
+     */
 
     shpool = bcf->mcf->shpool;
 

@@ -8,8 +8,9 @@
 # Retry-After; the classifier; bodies cut short after a 200 header
 # (X-Fixture-Truncate, a stalled stream) with and without proxy_buffering,
 # and what is no cut (complete answers, HEAD, 204, 304, a client leaving a
-# stream); one state for both workers, kept across a reload; a trip shared
-# by two nodes through Redis; nginx -t errors.
+# stream); outcomes recorded after an internal redirect (error_page); one
+# state for both workers, kept across a reload; a trip shared by two nodes
+# through Redis; nginx -t errors.
 
 use strict;
 use warnings;
@@ -145,6 +146,12 @@ sub http_conf {
         breaker consecutive_failures=1 open=300ms probes=1 probe_timeout=1m;
     }
 
+    # an internal redirect (error_page) empties the module's context
+    aigov_model redirect {
+        variant v1 u_stable version=1.4.2;
+        breaker consecutive_failures=2 open=30s;
+    }
+
     # forced through the admin API
     aigov_model forceme {
         variant v1 u_stable version=1.4.2;
@@ -238,6 +245,18 @@ $extra
             proxy_http_version 1.0;
             proxy_buffering off;
             proxy_pass http://\$aigov_upstream;
+        }
+
+        # a 500 from the model becomes nginx's own page, elsewhere
+        location /redirect/ {
+            aigov_route model=redirect;
+            proxy_intercept_errors on;
+            error_page 500 = \@redirected;
+            proxy_pass http://\$aigov_upstream;
+        }
+
+        location \@redirected {
+            return 200 "redirected\\n";
         }
 
         location = /status {
@@ -586,6 +605,20 @@ is breaker('abort')->{counters}{allowed}, 2, 'abort: 2 calls allowed: the trip a
 is_deeply s5(req('abort')), [ 200, 'v1', undef, 'probe', 'stable' ], 'abort: the next request is the probe';
 is breaker('abort')->{state}, 'closed', 'abort: closed';
 is breaker('abort')->{counters}{probes_lost}, 0, 'abort: no probe lost';
+
+# --- an internal redirect: the pool cleanup records the outcome ------------------------
+
+# error_page sends the 500 elsewhere: the log phase runs there, without the
+# module's context; the permit's pool cleanup records the model's 500
+is_deeply [ map { req('/redirect/x', @FAIL)->{status} } 1 .. 2 ], [ 200, 200 ],
+    'redirect: two 500s from the model, both answered by error_page';
+{
+    my $b = breaker('redirect');
+    is_deeply [ $b->{state}, $b->{reason}, $b->{counters}{allowed}, $b->{window}{failures} ],
+        [ 'open', 'consecutive_failures', 2, 2 ],
+        'redirect: both failures recorded after the redirect: open';
+}
+is req('/redirect/x')->{status}, 503, 'redirect: open: 503';
 
 # --- bodies cut short after the header ------------------------------------------------
 

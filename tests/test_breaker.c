@@ -1927,6 +1927,255 @@ test_step_back_empties_time_window(void **state)
 
 
 /* ------------------------------------------------------------------------ */
+/* allow without the mutex                                                    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * aigov_breaker_allow_closed() on b: when it lets the call through, allow()
+ * on a copy gives the same permit and the same bytes (but seq, which only
+ * mutating calls move); when it asks, b is untouched.
+ */
+static int
+allow_closed(aigov_breaker_t *b, const aigov_breaker_conf_t *c, uint64_t now,
+    aigov_breaker_permit_t *p)
+{
+    int                     rc;
+    aigov_breaker_t         copy;
+    aigov_breaker_permit_t  q;
+
+    copy = *b;
+
+    rc = aigov_breaker_allow_closed(b, c, now, p);
+
+    if (rc == AIGOV_BREAKER_AGAIN) {
+        assert_memory_equal(&copy, b, sizeof(aigov_breaker_t));
+        return rc;
+    }
+
+    assert_int_equal(rc, AIGOV_BREAKER_ALLOW);
+    assert_int_equal(aigov_breaker_allow(&copy, c, now, &q),
+                     AIGOV_BREAKER_ALLOW);
+    assert_memory_equal(p, &q, sizeof(aigov_breaker_permit_t));
+
+    copy.seq = b->seq;
+    assert_memory_equal(&copy, b, sizeof(aigov_breaker_t));
+
+    return rc;
+}
+
+
+/* A closed breaker at the latest time: the call is counted and recorded. */
+static void
+test_allow_closed_counts_like_allow(void **state)
+{
+    aigov_breaker_t         b;
+    aigov_breaker_conf_t    c;
+    aigov_breaker_permit_t  p;
+
+    (void) state;
+
+    c = conf_count(10, 5, 50);
+    aigov_breaker_init(&b);
+
+    /* a fresh breaker is not laid out for c yet */
+    assert_int_equal(allow_closed(&b, &c, T0, &p), AIGOV_BREAKER_AGAIN);
+
+    calls(&b, &c, T0, AIGOV_BREAKER_SUCCESS, 1);
+
+    assert_int_equal(allow_closed(&b, &c, T0, &p), AIGOV_BREAKER_ALLOW);
+    assert_int_equal(p.kind, AIGOV_BREAKER_PERMIT_CALL);
+    assert_int_equal(p.generation, b.generation);
+    assert_int_equal(p.retry_after_ms, 0);
+    assert_int_equal(stats(&b, &c, T0).allowed, 2);
+
+    assert_int_equal(aigov_breaker_record(&b, &c, T0, AIGOV_BREAKER_FAILURE,
+                                          0, &p),
+                     AIGOV_BREAKER_RECORDED);
+    assert_int_equal(stats(&b, &c, T0).calls, 2);
+    assert_int_equal(stats(&b, &c, T0).failures, 1);
+    assert_null(aigov_breaker_verify(&b, &c));
+}
+
+
+/* Time standing still (or a little behind) only: a later time asks. */
+static void
+test_allow_closed_asks_when_time_moves(void **state)
+{
+    aigov_breaker_t         b;
+    aigov_breaker_conf_t    c, t;
+    aigov_breaker_permit_t  p;
+
+    (void) state;
+
+    c = conf_count(10, 5, 50);
+    aigov_breaker_init(&b);
+    calls(&b, &c, T0, AIGOV_BREAKER_SUCCESS, 1);
+
+    assert_int_equal(allow_closed(&b, &c, T0 + 1, &p), AIGOV_BREAKER_AGAIN);
+    assert_int_equal(allow_closed(&b, &c, T0 - 5, &p), AIGOV_BREAKER_ALLOW);
+    assert_int_equal(allow_closed(&b, &c, T0 - AIGOV_BREAKER_CLOCK_SLACK_MS,
+                                  &p),
+                     AIGOV_BREAKER_ALLOW);
+    assert_int_equal(allow_closed(&b, &c,
+                                  T0 - AIGOV_BREAKER_CLOCK_SLACK_MS - 1, &p),
+                     AIGOV_BREAKER_AGAIN);
+
+    /* a bogus far future is ahead, whatever "last - now" wraps around to */
+    aigov_breaker_init(&b);
+    calls(&b, &c, 5, AIGOV_BREAKER_SUCCESS, 1);
+    assert_int_equal(allow_closed(&b, &c, UINT64_MAX - 5, &p),
+                     AIGOV_BREAKER_AGAIN);
+
+    /* a time window: the same */
+    t = conf_time(5, 5, 50);
+    aigov_breaker_init(&b);
+    calls(&b, &t, T0 + 500, AIGOV_BREAKER_SUCCESS, 1);
+
+    assert_int_equal(allow_closed(&b, &t, T0 + 500, &p), AIGOV_BREAKER_ALLOW);
+    assert_int_equal(allow_closed(&b, &t, T0 + 501, &p), AIGOV_BREAKER_AGAIN);
+
+    /* a window not aged to the latest time (never left so): allow() ages */
+    b.w.time.epoch--;
+    assert_int_equal(allow_closed(&b, &t, T0 + 500, &p), AIGOV_BREAKER_AGAIN);
+}
+
+
+/* Not CLOSED, or a change under way: allow() answers. */
+static void
+test_allow_closed_asks_unless_closed(void **state)
+{
+    aigov_breaker_t         b;
+    aigov_breaker_conf_t    c;
+    aigov_breaker_permit_t  p;
+
+    (void) state;
+
+    c = conf_count(10, 5, 50);
+    aigov_breaker_init(&b);
+
+    trip(&b, &c, T0);
+    assert_int_equal(allow_closed(&b, &c, T0, &p), AIGOV_BREAKER_AGAIN);
+
+    aigov_breaker_force(&b, &c, AIGOV_BREAKER_HALF_OPEN, T0, 0);
+    assert_int_equal(allow_closed(&b, &c, T0, &p), AIGOV_BREAKER_AGAIN);
+
+    aigov_breaker_force(&b, &c, AIGOV_BREAKER_CLOSED, T0, 0);
+    assert_int_equal(allow_closed(&b, &c, T0, &p), AIGOV_BREAKER_ALLOW);
+    assert_int_equal(p.generation, b.generation);
+
+    /* a mutating call in another worker between its two marks */
+    b.seq |= 1;
+    assert_int_equal(allow_closed(&b, &c, T0, &p), AIGOV_BREAKER_AGAIN);
+
+    /* left odd by a worker that died there: the next change ends it */
+    calls(&b, &c, T0, AIGOV_BREAKER_SUCCESS, 1);
+    assert_int_equal(b.seq & 1, 0);
+    assert_int_equal(allow_closed(&b, &c, T0, &p), AIGOV_BREAKER_ALLOW);
+}
+
+
+/* A new shape (a reload) is for allow() to adopt. */
+static void
+test_allow_closed_asks_for_a_new_shape(void **state)
+{
+    aigov_breaker_t         b;
+    aigov_breaker_conf_t    c, c2;
+    aigov_breaker_permit_t  p;
+
+    (void) state;
+
+    c = conf_count(10, 5, 50);
+    aigov_breaker_init(&b);
+    calls(&b, &c, T0, AIGOV_BREAKER_SUCCESS, 1);
+
+    c2 = c;
+    c2.window_size = 20;
+    assert_int_equal(allow_closed(&b, &c2, T0, &p), AIGOV_BREAKER_AGAIN);
+
+    c2 = c;
+    c2.half_open_probes = 4;
+    assert_int_equal(allow_closed(&b, &c2, T0, &p), AIGOV_BREAKER_AGAIN);
+
+    /* other parameters are no shape */
+    c2 = c;
+    c2.failure_rate_threshold = 20;
+    assert_int_equal(allow_closed(&b, &c2, T0, &p), AIGOV_BREAKER_ALLOW);
+
+    /* out of range: the clamped value is the shape, allow() knows */
+    c2 = c;
+    c2.window_size = 0;
+    calls(&b, &c2, T0, AIGOV_BREAKER_SUCCESS, 1);
+    assert_int_equal(allow_closed(&b, &c2, T0, &p), AIGOV_BREAKER_AGAIN);
+    assert_int_equal(aigov_breaker_allow(&b, &c2, T0, &p),
+                     AIGOV_BREAKER_ALLOW);
+}
+
+
+/* Random calls, times and transitions: allow_closed() is allow() or asks. */
+static void
+test_allow_closed_as_allow(void **state)
+{
+    int                     rc;
+    unsigned                i, n, allowed, asked;
+    uint64_t                now, r;
+    aigov_breaker_t         b;
+    aigov_breaker_conf_t    c[2];
+    aigov_breaker_permit_t  p[8], q;
+
+    (void) state;
+
+    c[0] = conf_count(10, 5, 50);
+    c[0].consecutive_failures = 3;
+    c[1] = conf_time(5, 3, 50);
+
+    r = 88172645463325252ULL;
+    allowed = 0;
+    asked = 0;
+
+    for (i = 0; i < 2; i++) {
+        aigov_breaker_init(&b);
+        now = T0;
+        n = 0;
+
+        while (allowed < 1000 * (i + 1) || asked < 1000 * (i + 1)) {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+
+            now += (r >> 8) % 5 == 0 ? (r >> 12) % 700 : 0;
+
+            if ((r >> 20) % 4) {
+                rc = allow_closed(&b, &c[i], now - (r >> 24) % 3, &q);
+
+                if (rc == AIGOV_BREAKER_AGAIN) {
+                    asked++;
+                    rc = aigov_breaker_allow(&b, &c[i], now, &q);
+                }
+
+                if (rc == AIGOV_BREAKER_ALLOW) {
+                    allowed++;
+                }
+
+                if (rc != AIGOV_BREAKER_REJECT && n < 8) {
+                    p[n++] = q;
+                }
+
+            } else if (n) {
+                n--;
+                (void) aigov_breaker_record(&b, &c[i], now,
+                                            (r >> 28) % 3 == 0
+                                            ? AIGOV_BREAKER_FAILURE
+                                            : AIGOV_BREAKER_SUCCESS,
+                                            0, &p[n]);
+            }
+
+            assert_null(aigov_breaker_verify(&b, &c[i]));
+        }
+    }
+}
+
+
+/* ------------------------------------------------------------------------ */
 /* robustness                                                                 */
 /* ------------------------------------------------------------------------ */
 
@@ -2152,6 +2401,12 @@ main(void)
         cmocka_unit_test(test_bogus_future_time_not_stuck),
         cmocka_unit_test(test_step_back_keeps_probe_age),
         cmocka_unit_test(test_step_back_empties_time_window),
+
+        cmocka_unit_test(test_allow_closed_counts_like_allow),
+        cmocka_unit_test(test_allow_closed_asks_when_time_moves),
+        cmocka_unit_test(test_allow_closed_asks_unless_closed),
+        cmocka_unit_test(test_allow_closed_asks_for_a_new_shape),
+        cmocka_unit_test(test_allow_closed_as_allow),
 
         cmocka_unit_test(test_conf_change_adopts_shape),
         cmocka_unit_test(test_conf_change_probes),

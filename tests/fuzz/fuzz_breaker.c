@@ -11,8 +11,9 @@
  * is one line of printable ASCII.
  *
  * State machine (even first byte): 14 bytes build a valid configuration,
- * then 3-byte operations drive allow / record / release / force /
- * remote_trip and the clock (small steps, big steps back, a bogus far
+ * then 3-byte operations drive allow (allow_closed first, as the glue;
+ * when it lets a call through, allow() on a copy must agree to the byte) /
+ * record / release / force / remote_trip and the clock (small steps, big steps back, a bogus far
  * future, returns to sane times).  After every step:
  *   - aigov_breaker_verify() finds the state consistent;
  *   - state() is CLOSED, OPEN or HALF_OPEN; a REJECT carries
@@ -406,13 +407,32 @@ op_allow(fuzz_t *f)
 {
     int                     rc, before;
     uint64_t                gen;
-    aigov_breaker_permit_t  p;
+    aigov_breaker_t         copy;
+    aigov_breaker_permit_t  p, q;
     aigov_breaker_stats_t   s;
 
     before = f->b.state;
     gen = f->b.generation;
 
-    rc = aigov_breaker_allow(&f->b, &f->c, f->now, &p);
+    /* as the glue: without the mutex first, then allow() if it asks */
+
+    copy = f->b;
+
+    rc = aigov_breaker_allow_closed(&f->b, &f->c, f->now, &p);
+
+    if (rc == AIGOV_BREAKER_AGAIN) {
+        check(memcmp(&copy, &f->b, sizeof(aigov_breaker_t)) == 0);
+        rc = aigov_breaker_allow(&f->b, &f->c, f->now, &p);
+
+    } else {
+        /* what allow() would have done: the same permit, the same bytes */
+        check(rc == AIGOV_BREAKER_ALLOW);
+        check(aigov_breaker_allow(&copy, &f->c, f->now, &q)
+              == AIGOV_BREAKER_ALLOW);
+        check(memcmp(&p, &q, sizeof(aigov_breaker_permit_t)) == 0);
+        copy.seq = f->b.seq;
+        check(memcmp(&copy, &f->b, sizeof(aigov_breaker_t)) == 0);
+    }
 
     if (rc == AIGOV_BREAKER_REJECT) {
         check(p.kind == AIGOV_BREAKER_PERMIT_NONE);
