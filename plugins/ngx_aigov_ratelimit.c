@@ -70,6 +70,11 @@
 
 #define NGX_AIGOV_LIMIT_SSE_EVENT_MAX  65536
 
+/* "<prefix>rl:NAME:KEY:<window>" (a prefix is at most 64 bytes) */
+#define NGX_AIGOV_LIMIT_RKEY_LEN                                            \
+    (64 + sizeof("rl::") + AIGOV_LIMIT_NAME_MAX + 1 + NGX_AIGOV_LIMIT_KEY_MAX \
+     + NGX_INT64_LEN)
+
 /* keys sent to Redis per zone per sync tick, at most */
 #define NGX_AIGOV_LIMIT_SYNC_BATCH     4096
 
@@ -332,6 +337,10 @@ static ngx_int_t ngx_aigov_limit_incrby(ngx_aigov_redis_t *rds,
     ngx_aigov_redis_handler_pt handler, void *data,
     ngx_aigov_redis_cmd_t **cmd, const char *op);
 static ngx_str_t *ngx_aigov_limit_redis_prefix(void);
+static ngx_int_t ngx_aigov_limit_window_send(ngx_aigov_redis_t *rds,
+    u_char *key, size_t len, uint64_t window, uint64_t units, ngx_msec_t ttl,
+    ngx_aigov_redis_handler_pt handler, void *data,
+    ngx_aigov_redis_cmd_t **cmd, const char *op);
 
 static ngx_int_t ngx_aigov_limit_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -1205,9 +1214,7 @@ ngx_aigov_limit_finish(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
 static ngx_int_t
 ngx_aigov_limit_strict_send(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx)
 {
-    u_char                    *p;
     uint64_t                   wall;
-    ngx_str_t                  key, *prefix;
     ngx_msec_t                 timeout;
     ngx_uint_t                 i;
     ngx_aigov_redis_t         *rds;
@@ -1215,7 +1222,6 @@ ngx_aigov_limit_strict_send(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx)
     ngx_aigov_limit_policy_t  *pol;
 
     rds = ngx_http_aigov_control_client();
-    prefix = ngx_aigov_limit_redis_prefix();
     wall = ngx_aigov_limit_wall();
     timeout = NGX_MAX_INT32_VALUE;
 
@@ -1230,22 +1236,12 @@ ngx_aigov_limit_strict_send(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx)
         it->now = wall;
         it->window = aigov_window_start(&pol->spec, wall);
 
-        key.len = prefix->len + sizeof("rl::") - 1 + it->key.len
-                  + NGX_INT64_LEN;
-        key.data = ngx_pnalloc(r->pool, key.len);
-        if (key.data == NULL) {
-            return NGX_ERROR;
-        }
-
-        p = ngx_sprintf(key.data, "%Vrl:%V:%uL", prefix, &it->key,
-                        it->window / 1000);
-        key.len = p - key.data;
-
         if (rds == NULL
-            || ngx_aigov_limit_incrby(rds, &key, it->cost,
-                                      pol->spec.period_ms + 60000,
-                                      ngx_aigov_limit_strict_reply, it,
-                                      &it->cmd, "INCRBY")
+            || ngx_aigov_limit_window_send(rds, it->key.data, it->key.len,
+                                           it->window, it->cost,
+                                           pol->spec.period_ms + 60000,
+                                           ngx_aigov_limit_strict_reply, it,
+                                           &it->cmd, "INCRBY")
                != NGX_OK)
         {
             it->redis = NGX_AIGOV_LIMIT_R_FAILED;
@@ -1384,10 +1380,6 @@ ngx_aigov_limit_cleanup(void *data)
 static void
 ngx_aigov_limit_strict_undo(ngx_aigov_limit_ctx_t *ctx)
 {
-    u_char                  *p, buf[64 + sizeof("rl::") + AIGOV_LIMIT_NAME_MAX
-                                    + 1 + NGX_AIGOV_LIMIT_KEY_MAX
-                                    + NGX_INT64_LEN];
-    ngx_str_t                key, *prefix;
     ngx_uint_t               i;
     ngx_aigov_redis_t       *rds;
     ngx_aigov_limit_item_t  *it;
@@ -1396,8 +1388,6 @@ ngx_aigov_limit_strict_undo(ngx_aigov_limit_ctx_t *ctx)
     if (rds == NULL) {
         return;
     }
-
-    prefix = ngx_aigov_limit_redis_prefix();
 
     for (i = 0; i < ctx->n; i++) {
         it = &ctx->items[i];
@@ -1408,13 +1398,9 @@ ngx_aigov_limit_strict_undo(ngx_aigov_limit_ctx_t *ctx)
             continue;
         }
 
-        p = ngx_snprintf(buf, sizeof(buf), "%Vrl:%V:%uL", prefix, &it->key,
-                         it->window / 1000);
-        key.data = buf;
-        key.len = p - buf;
-
-        (void) ngx_aigov_limit_incrby(rds, &key, it->cost, 0, NULL, NULL,
-                                      NULL, "DECRBY");
+        (void) ngx_aigov_limit_window_send(rds, it->key.data, it->key.len,
+                                           it->window, it->cost, 0, NULL,
+                                           NULL, NULL, "DECRBY");
     }
 }
 
@@ -2045,18 +2031,13 @@ ngx_aigov_limit_usage_end(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx)
 static void
 ngx_aigov_limit_log(ngx_http_request_t *r, ngx_aigov_ctx_t *actx)
 {
-    u_char                    *p;
     uint64_t                   now, wall, sent;
-    ngx_str_t                  key, *prefix;
     ngx_uint_t                 i;
     ngx_aigov_redis_t         *rds;
     ngx_aigov_limit_ctx_t     *ctx;
     ngx_aigov_limit_item_t    *it;
     ngx_aigov_limit_node_t    *node;
     ngx_aigov_limit_policy_t  *pol;
-    u_char                     buf[64 + sizeof("rl::") + AIGOV_LIMIT_NAME_MAX
-                                   + 1 + NGX_AIGOV_LIMIT_KEY_MAX
-                                   + NGX_INT64_LEN];
 
     ctx = ngx_aigov_plugin_ctx(actx, ngx_aigov_ratelimit_plugin);
 
@@ -2107,31 +2088,24 @@ ngx_aigov_limit_log(ngx_http_request_t *r, ngx_aigov_ctx_t *actx)
                 continue;
             }
 
-            prefix = ngx_aigov_limit_redis_prefix();
-
             if (ctx->used > it->cost) {
                 /* a debt, in the current window */
-                p = ngx_snprintf(buf, sizeof(buf), "%Vrl:%V:%uL", prefix,
-                                 &it->key,
-                                 aigov_window_start(&pol->spec, wall) / 1000);
-                key.data = buf;
-                key.len = p - buf;
+                (void) ngx_aigov_limit_window_send(rds, it->key.data,
+                                           it->key.len,
+                                           aigov_window_start(&pol->spec, wall),
+                                           ctx->used - it->cost,
+                                           pol->spec.period_ms + 60000,
+                                           NULL, NULL, NULL, "INCRBY");
 
-                (void) ngx_aigov_limit_incrby(rds, &key, ctx->used - it->cost,
-                                              pol->spec.period_ms + 60000,
-                                              NULL, NULL, NULL, "INCRBY");
-                continue;
+            } else {
+                /* an over-estimate, back to the window it was taken from */
+                (void) ngx_aigov_limit_window_send(rds, it->key.data,
+                                           it->key.len, it->window,
+                                           it->cost - ctx->used,
+                                           pol->spec.period_ms + 60000,
+                                           NULL, NULL, NULL, "DECRBY");
             }
 
-            /* an over-estimate, back to the window it was taken from */
-            p = ngx_snprintf(buf, sizeof(buf), "%Vrl:%V:%uL", prefix,
-                             &it->key, it->window / 1000);
-            key.data = buf;
-            key.len = p - buf;
-
-            (void) ngx_aigov_limit_incrby(rds, &key, it->cost - ctx->used,
-                                          pol->spec.period_ms + 60000,
-                                          NULL, NULL, NULL, "DECRBY");
             continue;
         }
 
@@ -2177,15 +2151,10 @@ ngx_aigov_limit_log(ngx_http_request_t *r, ngx_aigov_ctx_t *actx)
                 continue;
             }
 
-            p = ngx_snprintf(buf, sizeof(buf), "%Vrl:%V:%uL",
-                             ngx_aigov_limit_redis_prefix(), &it->key,
-                             it->window / 1000);
-            key.data = buf;
-            key.len = p - buf;
-
-            (void) ngx_aigov_limit_incrby(rds, &key, sent,
-                                          pol->spec.period_ms + 60000,
-                                          NULL, NULL, NULL, "DECRBY");
+            (void) ngx_aigov_limit_window_send(rds, it->key.data, it->key.len,
+                                               it->window, sent,
+                                               pol->spec.period_ms + 60000,
+                                               NULL, NULL, NULL, "DECRBY");
         }
     }
 }
@@ -2562,7 +2531,6 @@ static void
 ngx_aigov_limit_sync_zone(ngx_aigov_limit_zone_t *zone,
     ngx_aigov_redis_t *rds, ngx_str_t *prefix, ngx_msec_t now)
 {
-    u_char                     *p;
     uint64_t                    wall;
     ngx_str_t                   key;
     ngx_uint_t                  n, i, sent;
@@ -2644,16 +2612,11 @@ ngx_aigov_limit_sync_zone(ngx_aigov_limit_zone_t *zone,
     for (i = 0; i < n; i++) {
         s = batch[i];
 
-        key.data = buf;
-
-        p = ngx_snprintf(buf, sizeof(buf), "%Vrl:%*s:%uL", prefix, s->len,
-                         s->data, s->msg.window / 1000);
-        key.len = p - buf;
-
-        if (ngx_aigov_limit_incrby(rds, &key, s->msg.admitted,
-                                   s->policy->spec.period_ms + 60000,
-                                   ngx_aigov_limit_sync_window, s, NULL,
-                                   "INCRBY")
+        if (ngx_aigov_limit_window_send(rds, s->data, s->len, s->msg.window,
+                                        s->msg.admitted,
+                                        s->policy->spec.period_ms + 60000,
+                                        ngx_aigov_limit_sync_window, s, NULL,
+                                        "INCRBY")
             != NGX_OK)
         {
             s->failed = 1;
@@ -2661,9 +2624,10 @@ ngx_aigov_limit_sync_zone(ngx_aigov_limit_zone_t *zone,
             continue;
         }
 
-        p = ngx_snprintf(buf, sizeof(buf), "%Vrl:%*s:offered", prefix, s->len,
-                         s->data);
-        key.len = p - buf;
+        key.data = buf;
+        key.len = ngx_snprintf(buf, sizeof(buf), "%Vrl:%*s:offered", prefix,
+                               s->len, s->data)
+                  - buf;
 
         if (ngx_aigov_limit_incrby(rds, &key, s->msg.offered,
                                    2 * (ngx_msec_t) s->policy->spec.period_ms
@@ -2812,6 +2776,29 @@ ngx_aigov_limit_sync_end(ngx_aigov_limit_sync_t *s, uint64_t offered)
  * INCRBY (or DECRBY) key units, then PEXPIRE key ttl (0: none), pipelined.
  * handler gets the INCRBY's reply.
  */
+
+/* INCRBY / DECRBY of the fleet's count of one window, "<prefix>rl:KEY:<s>" */
+
+static ngx_int_t
+ngx_aigov_limit_window_send(ngx_aigov_redis_t *rds, u_char *key, size_t len,
+    uint64_t window, uint64_t units, ngx_msec_t ttl,
+    ngx_aigov_redis_handler_pt handler, void *data,
+    ngx_aigov_redis_cmd_t **cmd, const char *op)
+{
+    ngx_str_t  k;
+    u_char     buf[NGX_AIGOV_LIMIT_RKEY_LEN];
+
+    /* the command is formatted at once: the key may live on the stack */
+
+    k.data = buf;
+    k.len = ngx_snprintf(buf, sizeof(buf), "%Vrl:%*s:%uL",
+                         ngx_aigov_limit_redis_prefix(), len, key,
+                         window / 1000)
+            - buf;
+
+    return ngx_aigov_limit_incrby(rds, &k, units, ttl, handler, data, cmd, op);
+}
+
 
 static ngx_int_t
 ngx_aigov_limit_incrby(ngx_aigov_redis_t *rds, ngx_str_t *key, uint64_t units,
