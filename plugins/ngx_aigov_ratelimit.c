@@ -94,6 +94,13 @@ typedef struct ngx_aigov_limit_main_conf_s  ngx_aigov_limit_main_conf_t;
 /* One (limit, key) in a zone. */
 typedef struct ngx_aigov_limit_node_s  ngx_aigov_limit_node_t;
 
+/*
+ * The key follows the 64 bytes of the header, and the state follows the
+ * key: finding a key and checking its limit touch the header's cache line
+ * and the next one (for "NAME:KEY" of up to 48 bytes), instead of three
+ * lines with the state between.  A local node holds a GCRA state only (16
+ * bytes), a synced one a window (56 bytes).
+ */
 struct ngx_aigov_limit_node_s {
     ngx_aigov_limit_node_t        *next;     /* in its hash bucket */
     uint32_t                       hash;     /* crc32 of data */
@@ -104,12 +111,26 @@ struct ngx_aigov_limit_node_s {
     uint16_t                       len;
     uint8_t                        kind;     /* LOCAL or SYNCED */
     uint8_t                        is_dirty;
-    union {
-        aigov_gcra_t               gcra;
-        aigov_window_t             window;
-    } s;
-    u_char                         data[1];  /* "NAME:KEY" */
+    u_char                         data[1];  /* "NAME:KEY", then the state */
 };
+
+
+typedef union {
+    aigov_gcra_t                   gcra;     /* LOCAL */
+    aigov_window_t                 window;   /* SYNCED */
+} ngx_aigov_limit_state_t;
+
+
+#define ngx_aigov_limit_state_off(len)                                        \
+    ngx_align(offsetof(ngx_aigov_limit_node_t, data) + (len), 8)
+
+#define ngx_aigov_limit_state(node)                                           \
+    ((ngx_aigov_limit_state_t *) ((u_char *) (node)                           \
+                                  + ngx_aigov_limit_state_off((node)->len)))
+
+#define ngx_aigov_limit_state_size(kind)                                      \
+    ((kind) == NGX_AIGOV_LIMIT_LOCAL ? sizeof(aigov_gcra_t)                    \
+                                     : sizeof(aigov_window_t))
 
 
 /* Counters of one limit, in its zone: they survive reloads. */
@@ -153,6 +174,8 @@ typedef struct {
     ngx_shm_zone_t                *shm_zone;
     ngx_slab_pool_t               *shpool;
     ngx_aigov_limit_shctx_t       *sh;
+    ngx_aigov_limit_node_t       **buckets;      /* sh->buckets, sh->mask: */
+    ngx_uint_t                     mask;         /* no page of sh to read */
     ngx_aigov_limit_main_conf_t   *lmcf;
     ngx_uint_t                     declared;
     ngx_uint_t                     synced;       /* has synced limits */
@@ -315,8 +338,13 @@ static void ngx_aigov_limit_usage_feed(ngx_http_request_t *r,
 static void ngx_aigov_limit_usage_end(ngx_http_request_t *r,
     ngx_aigov_limit_ctx_t *ctx);
 
+static ngx_aigov_limit_node_t *ngx_aigov_limit_find(
+    ngx_aigov_limit_zone_t *zone, ngx_str_t *key, uint32_t hash,
+    ngx_uint_t kind);
 static ngx_aigov_limit_node_t *ngx_aigov_limit_lookup(
     ngx_aigov_limit_zone_t *zone, ngx_str_t *key, uint32_t hash);
+static void ngx_aigov_limit_free(ngx_aigov_limit_zone_t *zone,
+    ngx_aigov_limit_node_t *node);
 static ngx_aigov_limit_node_t *ngx_aigov_limit_create(
     ngx_aigov_limit_zone_t *zone, ngx_str_t *key, uint32_t hash,
     ngx_uint_t kind, ngx_aigov_limit_ctx_t *pin);
@@ -697,6 +725,7 @@ ngx_aigov_limit_create_ctx(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
 
         it->hash = ngx_crc32_long(it->key.data, it->key.len);
         ctx->active++;
+
     }
 
     if (llcf->strict) {
@@ -809,17 +838,11 @@ ngx_aigov_limit_run(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx,
         switch (p->mode) {
 
         case NGX_AIGOV_LIMIT_LOCAL:
-            it->node = ngx_aigov_limit_lookup(p->zone, &it->key, it->hash);
-
-            if (it->node && it->node->kind != NGX_AIGOV_LIMIT_LOCAL) {
-                /* the limit was global before a reload */
-                ngx_memzero(&it->node->s, sizeof(it->node->s));
-                it->node->kind = NGX_AIGOV_LIMIT_LOCAL;
-            }
-
+            it->node = ngx_aigov_limit_find(p->zone, &it->key, it->hash,
+                                            NGX_AIGOV_LIMIT_LOCAL);
             if (it->node) {
-                (void) aigov_gcra_check(&it->node->s.gcra, &p->spec, now,
-                                        it->cost, &it->result);
+                (void) aigov_gcra_check(&ngx_aigov_limit_state(it->node)->gcra,
+                                        &p->spec, now, it->cost, &it->result);
 
             } else {
                 ngx_memzero(&gcra, sizeof(aigov_gcra_t));
@@ -830,16 +853,12 @@ ngx_aigov_limit_run(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx,
             break;
 
         case NGX_AIGOV_LIMIT_SYNCED:
-            it->node = ngx_aigov_limit_lookup(p->zone, &it->key, it->hash);
-
-            if (it->node && it->node->kind != NGX_AIGOV_LIMIT_SYNCED) {
-                ngx_memzero(&it->node->s, sizeof(it->node->s));
-                it->node->kind = NGX_AIGOV_LIMIT_SYNCED;
-            }
-
+            it->node = ngx_aigov_limit_find(p->zone, &it->key, it->hash,
+                                            NGX_AIGOV_LIMIT_SYNCED);
             if (it->node) {
-                (void) aigov_window_check(&it->node->s.window, &p->spec,
-                                          wall, it->cost, &it->result);
+                (void) aigov_window_check(
+                                      &ngx_aigov_limit_state(it->node)->window,
+                                      &p->spec, wall, it->cost, &it->result);
 
             } else {
                 ngx_memzero(&window, sizeof(aigov_window_t));
@@ -941,8 +960,8 @@ ngx_aigov_limit_run(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx,
 
             if (it->node) {
                 it->node->period = p->spec.period_ms;
-                aigov_window_offer(&it->node->s.window, &p->spec, wall,
-                                   it->cost);
+                aigov_window_offer(&ngx_aigov_limit_state(it->node)->window,
+                                   &p->spec, wall, it->cost);
                 ngx_aigov_limit_dirty(p->zone, it->node);
             }
         }
@@ -951,12 +970,14 @@ ngx_aigov_limit_run(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx,
             /* nothing is taken: report what is left, not what would be */
             if (it->result.allowed && it->node) {
                 if (p->mode == NGX_AIGOV_LIMIT_LOCAL) {
-                    (void) aigov_gcra_check(&it->node->s.gcra, &p->spec, now,
-                                            0, &it->result);
+                    (void) aigov_gcra_check(
+                                        &ngx_aigov_limit_state(it->node)->gcra,
+                                        &p->spec, now, 0, &it->result);
 
                 } else if (p->mode == NGX_AIGOV_LIMIT_SYNCED) {
-                    (void) aigov_window_check(&it->node->s.window, &p->spec,
-                                              wall, 0, &it->result);
+                    (void) aigov_window_check(
+                                      &ngx_aigov_limit_state(it->node)->window,
+                                      &p->spec, wall, 0, &it->result);
                 }
 
             } else if (it->result.allowed) {
@@ -983,10 +1004,12 @@ ngx_aigov_limit_run(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx,
         }
 
         if (p->mode == NGX_AIGOV_LIMIT_LOCAL) {
-            aigov_gcra_commit(&it->node->s.gcra, &p->spec, now, it->cost);
+            aigov_gcra_commit(&ngx_aigov_limit_state(it->node)->gcra,
+                              &p->spec, now, it->cost);
 
         } else {
-            aigov_window_commit(&it->node->s.window, &p->spec, wall, it->cost);
+            aigov_window_commit(&ngx_aigov_limit_state(it->node)->window,
+                                &p->spec, wall, it->cost);
             it->window = aigov_window_start(&p->spec, wall);
             ngx_aigov_limit_dirty(p->zone, it->node);
         }
@@ -2113,33 +2136,29 @@ ngx_aigov_limit_log(ngx_http_request_t *r, ngx_aigov_ctx_t *actx)
 
         ngx_shmtx_lock(&pol->zone->shpool->mutex);
 
-        node = ngx_aigov_limit_lookup(pol->zone, &it->key, it->hash);
+        node = ngx_aigov_limit_find(pol->zone, &it->key, it->hash, pol->mode);
 
-        if (node == NULL || node->kind != pol->mode) {
+        if (node == NULL) {
             /* evicted meanwhile: a full bucket, which is what it held */
-            if (node == NULL) {
-                node = ngx_aigov_limit_create(pol->zone, &it->key, it->hash,
-                                              pol->mode, NULL);
-            } else {
-                ngx_memzero(&node->s, sizeof(node->s));
-                node->kind = pol->mode;
-            }
+            node = ngx_aigov_limit_create(pol->zone, &it->key, it->hash,
+                                          pol->mode, NULL);
         }
 
         if (node && pol->mode == NGX_AIGOV_LIMIT_LOCAL) {
-            aigov_gcra_settle(&node->s.gcra, &pol->spec, now, it->cost,
-                              ctx->used);
+            aigov_gcra_settle(&ngx_aigov_limit_state(node)->gcra, &pol->spec,
+                              now, it->cost, ctx->used);
 
         } else if (node && ctx->used > it->cost) {
             node->period = pol->spec.period_ms;
-            aigov_window_charge(&node->s.window, &pol->spec, wall,
-                                ctx->used - it->cost);
+            aigov_window_charge(&ngx_aigov_limit_state(node)->window,
+                                &pol->spec, wall, ctx->used - it->cost);
             ngx_aigov_limit_dirty(pol->zone, node);
 
         } else if (node) {
             /* an over-estimate: what was sent already goes back below */
-            sent = aigov_window_refund(&node->s.window, &pol->spec, wall,
-                                       it->window, it->cost - ctx->used);
+            sent = aigov_window_refund(&ngx_aigov_limit_state(node)->window,
+                                       &pol->spec, wall, it->window,
+                                       it->cost - ctx->used);
         }
 
         ngx_shmtx_unlock(&pol->zone->shpool->mutex);
@@ -2173,6 +2192,30 @@ ngx_aigov_limit_wall(void)
 }
 
 
+/*
+ * Finds the node of a key, of that kind, and marks it recently used.  A
+ * node of the other kind (the limit was local before a reload, or synced)
+ * is freed: its state means nothing now, and its size may not hold the
+ * other state.  Under the lock.
+ */
+
+static ngx_aigov_limit_node_t *
+ngx_aigov_limit_find(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
+    uint32_t hash, ngx_uint_t kind)
+{
+    ngx_aigov_limit_node_t  *ln;
+
+    ln = ngx_aigov_limit_lookup(zone, key, hash);
+
+    if (ln && ln->kind != kind) {
+        ngx_aigov_limit_free(zone, ln);
+        return NULL;
+    }
+
+    return ln;
+}
+
+
 /* Finds a node and marks it the most recently used.  Under the lock. */
 
 static ngx_aigov_limit_node_t *
@@ -2181,16 +2224,19 @@ ngx_aigov_limit_lookup(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
 {
     ngx_aigov_limit_node_t  *ln;
 
-    for (ln = zone->sh->buckets[hash & zone->sh->mask]; ln; ln = ln->next) {
+    for (ln = zone->buckets[hash & zone->mask]; ln; ln = ln->next) {
 
-        if (ln->hash == hash && ln->len == key->len
-            && ngx_memcmp(ln->data, key->data, key->len) == 0)
+        if (ln->hash != hash || ln->len != key->len
+            || ngx_memcmp(ln->data, key->data, key->len) != 0)
         {
-            ngx_queue_remove(&ln->queue);
-            ngx_queue_insert_head(&zone->sh->queue, &ln->queue);
-            ln->used = ngx_current_msec;
-            return ln;
+            continue;
         }
+
+        ngx_queue_remove(&ln->queue);
+        ngx_queue_insert_head(&zone->sh->queue, &ln->queue);
+        ln->used = ngx_current_msec;
+
+        return ln;
     }
 
     return NULL;
@@ -2211,7 +2257,7 @@ ngx_aigov_limit_unlink(ngx_aigov_limit_zone_t *zone,
         ngx_queue_remove(&node->dirty);
     }
 
-    for (pp = &zone->sh->buckets[node->hash & zone->sh->mask];
+    for (pp = &zone->buckets[node->hash & zone->mask];
          *pp != node;
          pp = &(*pp)->next)
     { /* void */ }
@@ -2249,11 +2295,12 @@ ngx_aigov_limit_idle(ngx_aigov_limit_node_t *node, uint64_t now,
     }
 
     if (node->kind == NGX_AIGOV_LIMIT_LOCAL) {
-        return node->s.gcra.tat <= now * 1000000;
+        return ngx_aigov_limit_state(node)->gcra.tat <= now * 1000000;
     }
 
-    return !node->is_dirty && node->s.window.inflight == 0
-           && node->s.window.window + node->period <= wall;
+    return !node->is_dirty && ngx_aigov_limit_state(node)->window.inflight == 0
+           && ngx_aigov_limit_state(node)->window.window + node->period
+              <= wall;
 }
 
 
@@ -2309,7 +2356,8 @@ ngx_aigov_limit_create(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
     now = (uint64_t) ngx_current_msec;
     wall = ngx_aigov_limit_wall();
 
-    size = offsetof(ngx_aigov_limit_node_t, data) + key->len;
+    size = ngx_aigov_limit_state_off(key->len)
+           + ngx_aigov_limit_state_size(kind);
     node = NULL;
 
     for (i = 0; i < 2 && !ngx_queue_empty(&zone->sh->queue); i++) {
@@ -2323,8 +2371,8 @@ ngx_aigov_limit_create(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
         }
 
         if (node == NULL
-            && ngx_aigov_limit_chunk(offsetof(ngx_aigov_limit_node_t, data)
-                                     + old->len)
+            && ngx_aigov_limit_chunk(ngx_aigov_limit_state_off(old->len)
+                                     + ngx_aigov_limit_state_size(old->kind))
                == ngx_aigov_limit_chunk(size))
         {
             /* in the slab's chunk of the new one's size: reused */
@@ -2387,8 +2435,8 @@ ngx_aigov_limit_create(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
     node->used = ngx_current_msec;
     ngx_memcpy(node->data, key->data, key->len);
 
-    node->next = zone->sh->buckets[hash & zone->sh->mask];
-    zone->sh->buckets[hash & zone->sh->mask] = node;
+    node->next = zone->buckets[hash & zone->mask];
+    zone->buckets[hash & zone->mask] = node;
     ngx_queue_insert_head(&zone->sh->queue, &node->queue);
 
     zone->sh->nodes++;
@@ -2587,7 +2635,8 @@ ngx_aigov_limit_sync_zone(ngx_aigov_limit_zone_t *zone,
             break;
         }
 
-        aigov_window_sync_begin(&node->s.window, &pol->spec, wall, &msg);
+        aigov_window_sync_begin(&ngx_aigov_limit_state(node)->window,
+                                &pol->spec, wall, &msg);
 
         ngx_queue_remove(q);
         node->is_dirty = 0;
@@ -2743,11 +2792,13 @@ ngx_aigov_limit_sync_end(ngx_aigov_limit_sync_t *s, uint64_t offered)
 
     if (node && node->kind == NGX_AIGOV_LIMIT_SYNCED) {
         if (s->failed) {
-            aigov_window_sync_failed(&node->s.window, &s->msg);
+            aigov_window_sync_failed(&ngx_aigov_limit_state(node)->window,
+                                     &s->msg);
             ngx_aigov_limit_dirty(zone, node);
 
         } else {
-            aigov_window_sync_done(&node->s.window, &s->policy->spec, &s->msg,
+            aigov_window_sync_done(&ngx_aigov_limit_state(node)->window,
+                                   &s->policy->spec, &s->msg,
                                    ngx_aigov_limit_wall(), s->global,
                                    offered);
         }
@@ -3820,6 +3871,9 @@ ngx_aigov_limit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     /* a full zone evicts keys: no [crit] "no memory" for each of them */
     zone->shpool->log_nomem = 0;
+
+    zone->buckets = zone->sh->buckets;
+    zone->mask = zone->sh->mask;
 
     /* the counters of each limit, found again after a reload */
 

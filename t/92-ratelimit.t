@@ -576,6 +576,9 @@ is statuses(2, '/basic/x', 'X-Srv' => 'i2'), '200 200', 'a location with its own
     my $z = zone_status('tiny');
     ok $z->{evictions} > 0, "lru: keys were evicted ($z->{evictions})";
     ok $z->{keys} < 400, "lru: the zone holds what fits ($z->{keys} keys)";
+    # 128-byte nodes for a local limit and a short key ("lru:cold-123"):
+    # 4 pages of 32 nodes; 256-byte nodes held 63
+    ok $z->{keys} >= 120, "lru: short keys of a local limit take 128 bytes each ($z->{keys} in 32k)";
     is $z->{no_memory}, 0, 'lru: never out of memory';
     is statuses(1, '/tiny/x', 'X-Key' => 'cold-1'), '200', 'lru: an evicted key starts again with a full bucket';
     $ng->error_log_clean_ok('lru: no [crit] or [error] when the zone is full');

@@ -30,7 +30,8 @@ my $ASAN = $ENV{AIGOV_ASAN_DIR} ? 1 : 0;
 my $TOL = $ASAN ? 25 : 10;
 
 sub node_conf {
-    my ($node) = @_;
+    my ($node, %o) = @_;
+    my $flip = $o{flip} ? ' global sync=100ms' : '';
     return nginx_conf(<<"EOF", name => $node, workers => 2);
     upstream be { server 127.0.0.1:%%PORT_be$node%%; keepalive 32; }
     upstream fx { server 127.0.0.1:%%FIXTURE_model%%; keepalive 8; }
@@ -126,6 +127,12 @@ sub node_conf {
             aigov_route model=m;
             aigov_limit stok2 zone=rl key=\$http_x_key rate=100000t/m
                         global=strict estimate=10;
+            proxy_pass http://be;
+        }
+
+        location /flip {
+            aigov_route model=m;
+            aigov_limit flip zone=rl key=\$http_x_key rate=1r/m$flip;
             proxy_pass http://be;
         }
 
@@ -340,6 +347,27 @@ sub mean { my $s = 0; $s += $_ for @_; return @_ ? $s / @_ : 0 }
     ok $ttl > 0 && $ttl <= 61000, "synced: window keys expire (PTTL $ttl)";
     $ttl = redis_cmd($rport, 'PTTL', 'aigov:rl:fleet:all:offered');
     ok $ttl > 0 && $ttl <= 62000, "synced: the offered counter expires when idle (PTTL $ttl)";
+}
+
+# --- a limit turned global and back by reloads: its keys start again ---------
+
+{
+    # the key's window (a minute) must not change within each check
+    my $in_window = sub { sleep(61 - time() % 60) if time() % 60 > 56 };
+    my $flip = sub {
+        my ($label) = @_;
+        $in_window->();
+        my @s = map { $A->get('/flip', 'X-Key' => 'fk')->{status} } 1 .. 2;
+        is "@s", '200 429', "flip: $label: one request a minute, then refused";
+    };
+    $flip->('local');
+    ok $A->reload(node_conf('a', flip => 1)), 'flip: reload, the limit is global now';
+    $flip->('global, a fresh state for the key (not the local one read as a window)');
+    ok $A->reload(node_conf('a')), 'flip: reload, the limit is local again';
+    $flip->('local again, a fresh state');
+    my $z = $A->get('/status')->{json}{models}[0]{rate_limit_zones}{rl};
+    is $z->{no_memory}, 0, 'flip: no allocation failed';
+    $A->error_log_clean_ok('flip: no errors when a limit changes kind');
 }
 
 # --- Redis in trouble -----------------------------------------------------------
