@@ -115,6 +115,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "aigov_core.h"
 
 
 #define AIGOV_BREAKER_OK                0

@@ -17,6 +17,18 @@
 /* Weights are fixed point with 0.01 % resolution: 10000 == 100 %. */
 #define AIGOV_WEIGHT_SCALE      10000
 
+/*
+ * On the functions every request runs: GCC and clang put them together
+ * (.text.hot), so a request's code spans a few pages, not dozens.  Each
+ * page is a TLB entry to refill after a system call on kernels that flush
+ * the TLB then (page table isolation without PCID).
+ */
+#if (defined __GNUC__ || defined __clang__)
+#define AIGOV_HOT               __attribute__((hot))
+#else
+#define AIGOV_HOT
+#endif
+
 #define AIGOV_OK                0
 #define AIGOV_ERROR             -1
 #define AIGOV_DECLINED          -2

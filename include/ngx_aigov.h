@@ -18,6 +18,14 @@
 #include <jansson.h>
 
 
+/* on the per-request functions of the core and plugins: see aigov_core.h */
+#if (defined __GNUC__ || defined __clang__)
+#define NGX_AIGOV_HOT                  __attribute__((hot))
+#else
+#define NGX_AIGOV_HOT
+#endif
+
+
 /*
  * Bump the major number when a field changes meaning or moves; the core
  * refuses plugins built for another major.  Appending hooks at the end of

@@ -806,6 +806,7 @@ aigov_breaker_format_classifier(const aigov_breaker_classifier_t *cl,
 }
 
 
+AIGOV_HOT
 int
 aigov_breaker_classify(const aigov_breaker_conf_t *c, int status,
     unsigned upstream_error)
@@ -949,6 +950,7 @@ aigov_breaker_reset_probes(aigov_breaker_t *b)
  * and the time within the slack or ahead, needs only last_ms and the TIME
  * window brought forward; aigov_breaker_clock_all() would do the same.
  */
+AIGOV_HOT
 static uint64_t
 aigov_breaker_clock(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
     uint64_t now)
@@ -1338,6 +1340,7 @@ aigov_breaker_write_end(aigov_breaker_t *b)
 }
 
 
+AIGOV_HOT
 int
 aigov_breaker_allow(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
     uint64_t now_ms, aigov_breaker_permit_t *permit)
@@ -1352,6 +1355,7 @@ aigov_breaker_allow(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
 }
 
 
+AIGOV_HOT
 int
 aigov_breaker_allow_closed(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
     uint64_t now_ms, aigov_breaker_permit_t *permit)
@@ -1494,6 +1498,7 @@ aigov_breaker_do_allow(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
 }
 
 
+AIGOV_HOT
 int
 aigov_breaker_record(aigov_breaker_t *b, const aigov_breaker_conf_t *c,
     uint64_t now_ms, int outcome, uint64_t duration_ms,

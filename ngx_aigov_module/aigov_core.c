@@ -92,6 +92,7 @@ aigov_format_percent(uint32_t weight, char *buf)
 }
 
 
+AIGOV_HOT
 uint32_t
 aigov_hash32(const void *data, size_t len, uint32_t seed)
 {
@@ -138,6 +139,7 @@ aigov_hash32(const void *data, size_t len, uint32_t seed)
 }
 
 
+AIGOV_HOT
 uint32_t
 aigov_bucket(uint32_t hash)
 {
@@ -145,6 +147,7 @@ aigov_bucket(uint32_t hash)
 }
 
 
+AIGOV_HOT
 uint32_t
 aigov_sticky_bucket(const char *model, size_t model_len, const char *key,
     size_t key_len)
@@ -157,6 +160,7 @@ aigov_sticky_bucket(const char *model, size_t model_len, const char *key,
 }
 
 
+AIGOV_HOT
 int
 aigov_pick(const uint32_t *weights, size_t n, uint32_t bucket)
 {

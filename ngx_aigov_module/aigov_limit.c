@@ -35,6 +35,7 @@ aigov_limit_err(char *err, size_t errlen, const char *msg)
  * unsigned __int128 is not there on the 32 bit targets Debian builds
  * nginx for.  The loop runs only when a * b overflows 64 bits.
  */
+AIGOV_HOT
 uint64_t
 aigov_limit_muldiv(uint64_t a, uint64_t b, uint64_t c, uint64_t max)
 {
@@ -171,6 +172,7 @@ aigov_gcra_units(const aigov_limit_spec_t *spec, uint64_t tau, uint64_t x)
 }
 
 
+AIGOV_HOT
 int
 aigov_gcra_check(const aigov_gcra_t *s, const aigov_limit_spec_t *spec,
     uint64_t now, uint32_t cost, aigov_limit_result_t *r)
@@ -223,6 +225,7 @@ aigov_gcra_check(const aigov_gcra_t *s, const aigov_limit_spec_t *spec,
 }
 
 
+AIGOV_HOT
 void
 aigov_gcra_commit(aigov_gcra_t *s, const aigov_limit_spec_t *spec,
     uint64_t now, uint32_t cost)
@@ -245,6 +248,7 @@ aigov_gcra_take(aigov_gcra_t *s, const aigov_limit_spec_t *spec,
 }
 
 
+AIGOV_HOT
 void
 aigov_gcra_charge(aigov_gcra_t *s, const aigov_limit_spec_t *spec,
     uint64_t now, uint64_t cost)

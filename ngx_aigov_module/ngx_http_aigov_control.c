@@ -131,6 +131,7 @@ ngx_http_aigov_control_client(void)
 
 /* The request path. */
 
+NGX_AIGOV_HOT
 ngx_aigov_runtime_t *
 ngx_aigov_runtime(ngx_aigov_model_t *model)
 {

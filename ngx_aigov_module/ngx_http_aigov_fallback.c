@@ -861,6 +861,7 @@ ngx_http_aigov_rules_run(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
  * NONE otherwise, an upstream's own 5xx included.
  */
 
+NGX_AIGOV_HOT
 ngx_aigov_fallback_e
 ngx_http_aigov_upstream_failed(ngx_http_request_t *r)
 {
@@ -913,6 +914,7 @@ ngx_http_aigov_clear_representation(ngx_http_request_t *r)
  * response was replaced, NGX_DECLINED when it is left alone.
  */
 
+NGX_AIGOV_HOT
 ngx_int_t
 ngx_http_aigov_fallback_header(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
 {

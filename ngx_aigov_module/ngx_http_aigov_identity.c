@@ -14,6 +14,7 @@ static ngx_int_t ngx_http_aigov_unknown_model(ngx_http_request_t *r,
     ngx_str_t *name);
 
 
+NGX_AIGOV_HOT
 ngx_int_t
 ngx_http_aigov_identify(ngx_http_request_t *r,
     ngx_http_aigov_loc_conf_t *alcf, ngx_aigov_ctx_t *ctx)

@@ -598,6 +598,7 @@ ngx_aigov_header_variable(ngx_conf_t *cf, ngx_str_t *value,
 }
 
 
+NGX_AIGOV_HOT
 ngx_int_t
 ngx_aigov_header_get(ngx_http_request_t *r, ngx_aigov_header_t *h,
     ngx_str_t *value)

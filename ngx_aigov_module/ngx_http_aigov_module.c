@@ -153,6 +153,7 @@ static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
 /* The decision, in the preaccess phase (where limit_req runs). */
 
+NGX_AIGOV_HOT
 static ngx_int_t
 ngx_http_aigov_handler(ngx_http_request_t *r)
 {
@@ -311,6 +312,7 @@ ngx_http_aigov_run_chain(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
 }
 
 
+NGX_AIGOV_HOT
 static ngx_int_t
 ngx_http_aigov_header_filter(ngx_http_request_t *r)
 {
@@ -357,6 +359,7 @@ ngx_http_aigov_header_filter(ngx_http_request_t *r)
 }
 
 
+NGX_AIGOV_HOT
 static ngx_int_t
 ngx_http_aigov_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
@@ -393,6 +396,7 @@ ngx_http_aigov_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 }
 
 
+NGX_AIGOV_HOT
 static ngx_int_t
 ngx_http_aigov_log_handler(ngx_http_request_t *r)
 {
@@ -447,6 +451,7 @@ ngx_aigov_find_variant(ngx_aigov_model_t *model, ngx_str_t *name)
 }
 
 
+NGX_AIGOV_HOT
 void
 ngx_aigov_choose(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
     ngx_aigov_variant_t *v, ngx_aigov_decision_e decision)
@@ -458,6 +463,7 @@ ngx_aigov_choose(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
 }
 
 
+NGX_AIGOV_HOT
 static void
 ngx_http_aigov_count(ngx_aigov_ctx_t *ctx)
 {
@@ -483,6 +489,7 @@ ngx_http_aigov_count(ngx_aigov_ctx_t *ctx)
 }
 
 
+NGX_AIGOV_HOT
 ngx_int_t
 ngx_aigov_add_header(ngx_http_request_t *r, ngx_str_t *name,
     ngx_str_t *value)

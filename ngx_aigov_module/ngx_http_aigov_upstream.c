@@ -63,6 +63,7 @@ ngx_http_aigov_upstream_init(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
 }
 
 
+NGX_AIGOV_HOT
 static ngx_int_t
 ngx_http_aigov_upstream_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us)

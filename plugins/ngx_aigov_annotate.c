@@ -91,6 +91,7 @@ ngx_aigov_annotate_enabled(void *loc_conf)
 }
 
 
+NGX_AIGOV_HOT
 static ngx_int_t
 ngx_aigov_annotate_header_filter(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
 {

@@ -267,6 +267,7 @@ static u_char     *ngx_aigov_breaker_node;
  * mutex: when aigov_breaker_allow_closed(), tried first, asks for it.
  */
 
+NGX_AIGOV_HOT
 static int
 ngx_aigov_breaker_allow(ngx_http_request_t *r, ngx_aigov_breaker_conf_t *bcf,
     ngx_aigov_variant_t *v, aigov_breaker_permit_t *permit)
@@ -296,6 +297,7 @@ ngx_aigov_breaker_allow(ngx_http_request_t *r, ngx_aigov_breaker_conf_t *bcf,
 }
 
 
+NGX_AIGOV_HOT
 static ngx_int_t
 ngx_aigov_breaker_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
 {
@@ -456,6 +458,7 @@ ngx_aigov_breaker_reject(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
  * vb (NULL: none held) and $aigov_breaker.  It is a pool cleanup too.
  */
 
+NGX_AIGOV_HOT
 static ngx_int_t
 ngx_aigov_breaker_keep(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
     ngx_aigov_breaker_variant_t *vb, ngx_aigov_variant_t *v,
@@ -512,6 +515,7 @@ ngx_aigov_breaker_keep(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx,
 }
 
 
+NGX_AIGOV_HOT
 static void
 ngx_aigov_breaker_log(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
 {
@@ -531,6 +535,7 @@ ngx_aigov_breaker_log(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
  * The pool's memory, r->upstream_states included, is still there.
  */
 
+NGX_AIGOV_HOT
 static void
 ngx_aigov_breaker_cleanup(void *data)
 {
@@ -549,6 +554,7 @@ ngx_aigov_breaker_cleanup(void *data)
  * state), or releases the permit when no upstream was tried.
  */
 
+NGX_AIGOV_HOT
 static void
 ngx_aigov_breaker_finish(ngx_aigov_breaker_ctx_t *bctx, ngx_log_t *log)
 {

@@ -126,6 +126,7 @@ ngx_aigov_plugin_t  ngx_aigov_canary_plugin = {
 };
 
 
+NGX_AIGOV_HOT
 static ngx_int_t
 ngx_aigov_canary_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
 {

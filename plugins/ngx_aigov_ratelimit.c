@@ -551,6 +551,7 @@ ngx_aigov_limit_needs_body(void *loc_conf)
 }
 
 
+NGX_AIGOV_HOT
 static ngx_int_t
 ngx_aigov_limit_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *actx)
 {
@@ -794,6 +795,7 @@ ngx_aigov_limit_max_tokens(ngx_http_request_t *r, ngx_aigov_ctx_t *actx)
  * local limits allow and Redis is to be asked.
  */
 
+NGX_AIGOV_HOT
 static ngx_int_t
 ngx_aigov_limit_run(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx,
     ngx_uint_t final)
@@ -1058,6 +1060,7 @@ ngx_aigov_limit_unlock(ngx_aigov_limit_ctx_t *ctx)
 
 /* The decision is made: counters, log, the response when refused. */
 
+NGX_AIGOV_HOT
 static ngx_int_t
 ngx_aigov_limit_finish(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
     ngx_aigov_limit_ctx_t *ctx)
@@ -1430,6 +1433,7 @@ ngx_aigov_limit_strict_undo(ngx_aigov_limit_ctx_t *ctx)
 
 /* Response headers. */
 
+NGX_AIGOV_HOT
 static ngx_int_t
 ngx_aigov_limit_header_filter(ngx_http_request_t *r, ngx_aigov_ctx_t *actx)
 {
@@ -1524,6 +1528,7 @@ ngx_aigov_limit_set_header(ngx_http_request_t *r, const char *name,
 
 /* the upstream's own limit headers would contradict ours */
 
+NGX_AIGOV_HOT
 static void
 ngx_aigov_limit_drop_upstream(ngx_http_request_t *r)
 {
@@ -1688,6 +1693,7 @@ ngx_aigov_limit_add_headers_allowed(ngx_http_request_t *r,
 }
 
 
+NGX_AIGOV_HOT
 static u_char *
 ngx_aigov_limit_uint(u_char *p, uint64_t v)
 {
@@ -1728,6 +1734,7 @@ ngx_aigov_limit_uint(u_char *p, uint64_t v)
 }
 
 
+NGX_AIGOV_HOT
 static ngx_int_t
 ngx_aigov_limit_add_headers(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx,
     ngx_uint_t rejected)
@@ -1876,6 +1883,7 @@ ngx_aigov_limit_add_headers(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx,
 
 /* Token usage of the response, read as it goes by; nothing is changed. */
 
+NGX_AIGOV_HOT
 static ngx_int_t
 ngx_aigov_limit_body_filter(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
     ngx_chain_t *in)
@@ -2051,6 +2059,7 @@ ngx_aigov_limit_usage_end(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx)
 
 /* Log phase: token limits charge what the response used. */
 
+NGX_AIGOV_HOT
 static void
 ngx_aigov_limit_log(ngx_http_request_t *r, ngx_aigov_ctx_t *actx)
 {
@@ -2199,6 +2208,7 @@ ngx_aigov_limit_wall(void)
  * other state.  Under the lock.
  */
 
+NGX_AIGOV_HOT
 static ngx_aigov_limit_node_t *
 ngx_aigov_limit_find(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
     uint32_t hash, ngx_uint_t kind)
@@ -2218,6 +2228,7 @@ ngx_aigov_limit_find(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
 
 /* Finds a node and marks it the most recently used.  Under the lock. */
 
+NGX_AIGOV_HOT
 static ngx_aigov_limit_node_t *
 ngx_aigov_limit_lookup(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
     uint32_t hash)

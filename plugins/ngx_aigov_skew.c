@@ -369,6 +369,7 @@ static ngx_uint_t  ngx_aigov_skew_adapting;  /* ... with version_adapt */
 
 /* The decision. */
 
+NGX_AIGOV_HOT
 static ngx_int_t
 ngx_aigov_skew_decide(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
 {
@@ -757,6 +758,7 @@ ngx_aigov_skew_show(ngx_http_request_t *r, ngx_str_t *in, ngx_str_t *out)
 
 /* Deprecation (RFC 9745), Sunset (RFC 8594), Link, for deprecated ranges. */
 
+NGX_AIGOV_HOT
 static ngx_int_t
 ngx_aigov_skew_header_hook(ngx_http_request_t *r, ngx_aigov_ctx_t *ctx)
 {
