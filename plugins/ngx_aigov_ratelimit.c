@@ -81,6 +81,11 @@
 /* nodes an allocation may evict before it gives up */
 #define NGX_AIGOV_LIMIT_EVICT_MAX      32
 
+/* nodes one look at the LRU's tail may send back to its head (CLOCK):
+   to evict one, and when a new node looks for idle ones to free first */
+#define NGX_AIGOV_LIMIT_CLOCK_MAX      64
+#define NGX_AIGOV_LIMIT_CLOCK_IDLE     4
+
 /* a node unused this long with nothing owed may be freed (limit_req's 60s) */
 #define NGX_AIGOV_LIMIT_IDLE_MS        60000
 
@@ -104,13 +109,14 @@ typedef struct ngx_aigov_limit_node_s  ngx_aigov_limit_node_t;
 struct ngx_aigov_limit_node_s {
     ngx_aigov_limit_node_t        *next;     /* in its hash bucket */
     uint32_t                       hash;     /* crc32 of data */
-    ngx_queue_t                    queue;    /* LRU, most recent first */
+    ngx_queue_t                    queue;    /* LRU (CLOCK), see _tail() */
     ngx_queue_t                    dirty;    /* synced nodes with deltas */
     ngx_msec_t                     used;
     uint32_t                       period;   /* ms, synced nodes */
     uint16_t                       len;
     uint8_t                        kind;     /* LOCAL or SYNCED */
-    uint8_t                        is_dirty;
+    uint8_t                        is_dirty:1;
+    uint8_t                        ref:1;    /* used since it was queued */
     u_char                         data[1];  /* "NAME:KEY", then the state */
 };
 
@@ -343,6 +349,9 @@ static ngx_aigov_limit_node_t *ngx_aigov_limit_find(
     ngx_uint_t kind);
 static ngx_aigov_limit_node_t *ngx_aigov_limit_lookup(
     ngx_aigov_limit_zone_t *zone, ngx_str_t *key, uint32_t hash);
+static ngx_aigov_limit_node_t *ngx_aigov_limit_tail(
+    ngx_aigov_limit_zone_t *zone, ngx_aigov_limit_ctx_t *pin, uint64_t now,
+    uint64_t wall, ngx_uint_t max);
 static void ngx_aigov_limit_free(ngx_aigov_limit_zone_t *zone,
     ngx_aigov_limit_node_t *node);
 static ngx_aigov_limit_node_t *ngx_aigov_limit_create(
@@ -2226,7 +2235,14 @@ ngx_aigov_limit_find(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
 }
 
 
-/* Finds a node and marks it the most recently used.  Under the lock. */
+/*
+ * Finds a node and marks it used.  Under the lock.  The LRU is a CLOCK:
+ * a lookup only sets the node's ref bit, and ngx_aigov_limit_tail() moves
+ * a node found with it back to the head.  Moving the node itself on every
+ * lookup wrote to its two neighbours in the queue and to the queue's head:
+ * three more cache lines per limit and request, two of them anywhere in
+ * the zone.
+ */
 
 NGX_AIGOV_HOT
 static ngx_aigov_limit_node_t *
@@ -2243,8 +2259,7 @@ ngx_aigov_limit_lookup(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
             continue;
         }
 
-        ngx_queue_remove(&ln->queue);
-        ngx_queue_insert_head(&zone->sh->queue, &ln->queue);
+        ln->ref = 1;
         ln->used = ngx_current_msec;
 
         return ln;
@@ -2335,6 +2350,64 @@ ngx_aigov_limit_pinned(ngx_aigov_limit_node_t *node,
 }
 
 
+/*
+ * The node to free first, none of pin's: looking from the LRU's tail, an
+ * idle node at once (nothing is lost); a node used since it was queued
+ * goes back to the head with its ref bit cleared, its second chance, at
+ * most max of them; then the tail, whatever its bit.  So a key used
+ * again before the CLOCK comes round to it keeps its state however many
+ * new keys come through (t/92-ratelimit.t floods a small zone).  NULL:
+ * every node is pin's.
+ */
+
+static ngx_aigov_limit_node_t *
+ngx_aigov_limit_tail(ngx_aigov_limit_zone_t *zone, ngx_aigov_limit_ctx_t *pin,
+    uint64_t now, uint64_t wall, ngx_uint_t max)
+{
+    ngx_uint_t               n, pass;
+    ngx_queue_t             *q, *prev, *head;
+    ngx_aigov_limit_node_t  *node;
+
+    head = &zone->sh->queue;
+    n = 0;
+
+    /* a second pass finds the nodes the first one sent to the head */
+
+    for (pass = 0; pass < 2; pass++) {
+
+        for (q = ngx_queue_last(head);
+             q != ngx_queue_sentinel(head);
+             q = prev)
+        {
+            prev = ngx_queue_prev(q);
+            node = ngx_queue_data(q, ngx_aigov_limit_node_t, queue);
+
+            if (ngx_aigov_limit_pinned(node, pin)) {
+                continue;
+            }
+
+            if (node->ref && n < max
+                && !ngx_aigov_limit_idle(node, now, wall))
+            {
+                node->ref = 0;
+                ngx_queue_remove(q);
+                ngx_queue_insert_head(head, q);
+                n++;
+                continue;
+            }
+
+            return node;
+        }
+
+        if (n == 0) {
+            break;
+        }
+    }
+
+    return NULL;
+}
+
+
 /* the slab's chunk for an allocation of size (at most a half page) */
 
 static size_t
@@ -2361,7 +2434,6 @@ ngx_aigov_limit_create(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
     size_t                   size;
     uint64_t                 now, wall;
     ngx_uint_t               i, tries;
-    ngx_queue_t             *q;
     ngx_aigov_limit_node_t  *node, *old;
 
     now = (uint64_t) ngx_current_msec;
@@ -2371,13 +2443,11 @@ ngx_aigov_limit_create(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
            + ngx_aigov_limit_state_size(kind);
     node = NULL;
 
-    for (i = 0; i < 2 && !ngx_queue_empty(&zone->sh->queue); i++) {
-        q = ngx_queue_last(&zone->sh->queue);
-        old = ngx_queue_data(q, ngx_aigov_limit_node_t, queue);
+    for (i = 0; i < 2; i++) {
+        old = ngx_aigov_limit_tail(zone, pin, now, wall,
+                                   NGX_AIGOV_LIMIT_CLOCK_IDLE);
 
-        if (ngx_aigov_limit_pinned(old, pin)
-            || !ngx_aigov_limit_idle(old, now, wall))
-        {
+        if (old == NULL || !ngx_aigov_limit_idle(old, now, wall)) {
             break;
         }
 
@@ -2406,20 +2476,9 @@ ngx_aigov_limit_create(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
 
     for (tries = 0; node == NULL && tries < NGX_AIGOV_LIMIT_EVICT_MAX; tries++)
     {
-        /* the least recently used node not in use by this request */
-
-        for (q = ngx_queue_last(&zone->sh->queue);
-             q != ngx_queue_sentinel(&zone->sh->queue);
-             q = ngx_queue_prev(q))
-        {
-            old = ngx_queue_data(q, ngx_aigov_limit_node_t, queue);
-
-            if (!ngx_aigov_limit_pinned(old, pin)) {
-                break;
-            }
-        }
-
-        if (q == ngx_queue_sentinel(&zone->sh->queue)) {
+        old = ngx_aigov_limit_tail(zone, pin, now, wall,
+                                   NGX_AIGOV_LIMIT_CLOCK_MAX);
+        if (old == NULL) {
             break;
         }
 
