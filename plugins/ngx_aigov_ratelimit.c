@@ -89,6 +89,12 @@
 /* a node unused this long with nothing owed may be freed (limit_req's 60s) */
 #define NGX_AIGOV_LIMIT_IDLE_MS        60000
 
+/* local limits of a zone with the same key= that share a node per key */
+#define NGX_AIGOV_LIMIT_GROUP_MAX      4
+
+/* a shared node's key: 0x01, crc32 of key= (4 bytes), the group's ordinal */
+#define NGX_AIGOV_LIMIT_PREFIX_LEN     6
+
 /* zone bytes per hash bucket: about one bucket per node */
 #define NGX_AIGOV_LIMIT_BUCKET_BYTES   256
 
@@ -96,15 +102,16 @@
 typedef struct ngx_aigov_limit_main_conf_s  ngx_aigov_limit_main_conf_t;
 
 
-/* One (limit, key) in a zone. */
+/* One key of a group of local limits, or one (synced limit, key). */
 typedef struct ngx_aigov_limit_node_s  ngx_aigov_limit_node_t;
 
 /*
  * The key follows the 64 bytes of the header, and the state follows the
- * key: finding a key and checking its limit touch the header's cache line
- * and the next one (for "NAME:KEY" of up to 48 bytes), instead of three
- * lines with the state between.  A local node holds a GCRA state only (16
- * bytes), a synced one a window (56 bytes).
+ * key: finding a key and checking its limits touch the header's cache
+ * line and the next one or two, instead of three lines with the state
+ * between.  A local node's key is its group's prefix and the key, its
+ * state the group's GCRA states (ngx_aigov_limit_local_t); a synced
+ * node's key is "NAME:KEY", its state a window (56 bytes).
  */
 struct ngx_aigov_limit_node_s {
     ngx_aigov_limit_node_t        *next;     /* in its hash bucket */
@@ -121,8 +128,21 @@ struct ngx_aigov_limit_node_s {
 };
 
 
+/*
+ * A local node holds the GCRA states of a group (ngx_aigov_limit_group_t):
+ * the members' number and name hashes, then their states, in slot order.
+ * One node per key for all of them: a request with two limits finds one
+ * node, not two.  The names let a reload that changes the group move
+ * each member's state to its new slot (ngx_aigov_limit_migrate()).
+ */
+typedef struct {
+    uint32_t                       n;
+    uint32_t                       names[1];
+} ngx_aigov_limit_local_t;
+
+
 typedef union {
-    aigov_gcra_t                   gcra;     /* LOCAL */
+    ngx_aigov_limit_local_t        local;    /* LOCAL */
     aigov_window_t                 window;   /* SYNCED */
 } ngx_aigov_limit_state_t;
 
@@ -134,9 +154,23 @@ typedef union {
     ((ngx_aigov_limit_state_t *) ((u_char *) (node)                           \
                                   + ngx_aigov_limit_state_off((node)->len)))
 
-#define ngx_aigov_limit_state_size(kind)                                      \
-    ((kind) == NGX_AIGOV_LIMIT_LOCAL ? sizeof(aigov_gcra_t)                    \
-                                     : sizeof(aigov_window_t))
+#define ngx_aigov_limit_gcra_off(n)     ngx_align(4 + 4 * (n), 8)
+
+/* the state of size n's member in slot of a local node */
+#define ngx_aigov_limit_gcra(node, n, slot)                                   \
+    ((aigov_gcra_t *) ((u_char *) ngx_aigov_limit_state(node)                 \
+                       + ngx_aigov_limit_gcra_off(n)) + (slot))
+
+/* a local node's members, never more than a group holds */
+#define ngx_aigov_limit_local_n(node)                                         \
+    ngx_min(ngx_aigov_limit_state(node)->local.n, NGX_AIGOV_LIMIT_GROUP_MAX)
+
+/* a node's bytes: n, a local node's members */
+#define ngx_aigov_limit_node_size(len, kind, n)                               \
+    (ngx_aigov_limit_state_off(len)                                           \
+     + ((kind) == NGX_AIGOV_LIMIT_LOCAL                                       \
+        ? ngx_aigov_limit_gcra_off(n) + (n) * sizeof(aigov_gcra_t)            \
+        : sizeof(aigov_window_t)))
 
 
 /* Counters of one limit, in its zone: they survive reloads. */
@@ -149,6 +183,8 @@ typedef struct {
     ngx_atomic_t                   failed_open;
     ngx_atomic_t                   tokens;       /* from response usage */
     ngx_atomic_t                   no_usage;     /* kept the estimate */
+    ngx_uint_t                     mode;         /* of the last reload */
+    uint32_t                       epoch;        /* mode changes */
     size_t                         len;
     u_char                         name[AIGOV_LIMIT_NAME_MAX];
 } ngx_aigov_limit_stats_t;
@@ -189,6 +225,19 @@ typedef struct {
 } ngx_aigov_limit_zone_t;
 
 
+/*
+ * Local limits of one zone with the same key=, at most GROUP_MAX, in the
+ * order they are defined: their states of a key are one node.
+ */
+typedef struct {
+    ngx_aigov_limit_zone_t        *zone;
+    ngx_str_t                      key_text;
+    ngx_uint_t                     n;
+    uint32_t                       names[NGX_AIGOV_LIMIT_GROUP_MAX];
+    u_char                         prefix[NGX_AIGOV_LIMIT_PREFIX_LEN];
+} ngx_aigov_limit_group_t;
+
+
 typedef struct {
     ngx_str_t                      name;
     aigov_limit_spec_t             spec;
@@ -206,6 +255,8 @@ typedef struct {
     ngx_uint_t                     estimate_body; /* max_tokens of the body */
     ngx_flag_t                     dry_run;
     ngx_aigov_limit_stats_t       *stats;        /* in the zone */
+    ngx_aigov_limit_group_t       *group;        /* local limits */
+    ngx_uint_t                     slot;         /* in the group */
     ngx_msec_t                     next_sync;    /* worker 0 */
     ngx_array_t                    models;       /* ngx_str_t, see status */
     ngx_uint_t                     any_model;
@@ -217,6 +268,7 @@ typedef struct {
 struct ngx_aigov_limit_main_conf_s {
     ngx_array_t                    zones;        /* ngx_aigov_limit_zone_t * */
     ngx_array_t                    policies;     /* ngx_aigov_limit_policy_t* */
+    ngx_array_t                    groups;       /* ngx_aigov_limit_group_t* */
     ngx_msec_t                     sync;         /* shortest interval */
 };
 
@@ -245,7 +297,8 @@ typedef struct ngx_aigov_limit_ctx_s  ngx_aigov_limit_ctx_t;
 typedef struct {
     ngx_aigov_limit_policy_t      *policy;
     ngx_aigov_limit_ctx_t         *ctx;
-    ngx_str_t                      key;          /* "NAME:KEY" */
+    ngx_str_t                      key;          /* "NAME:KEY", or the
+                                                    group's prefix and KEY */
     uint32_t                       hash;
     uint32_t                       cost;
     aigov_limit_result_t           result;
@@ -346,17 +399,27 @@ static void ngx_aigov_limit_usage_end(ngx_http_request_t *r,
 
 static ngx_aigov_limit_node_t *ngx_aigov_limit_find(
     ngx_aigov_limit_zone_t *zone, ngx_str_t *key, uint32_t hash,
-    ngx_uint_t kind);
+    ngx_uint_t kind, ngx_aigov_limit_group_t *group,
+    ngx_aigov_limit_ctx_t *pin);
+static ngx_aigov_limit_node_t *ngx_aigov_limit_migrate(
+    ngx_aigov_limit_zone_t *zone, ngx_aigov_limit_node_t *old,
+    ngx_str_t *key, uint32_t hash, ngx_aigov_limit_group_t *group,
+    ngx_aigov_limit_ctx_t *pin);
+static ngx_aigov_limit_node_t *ngx_aigov_limit_shared(
+    ngx_aigov_limit_ctx_t *ctx, ngx_uint_t i);
 static ngx_aigov_limit_node_t *ngx_aigov_limit_lookup(
     ngx_aigov_limit_zone_t *zone, ngx_str_t *key, uint32_t hash);
 static ngx_aigov_limit_node_t *ngx_aigov_limit_tail(
     ngx_aigov_limit_zone_t *zone, ngx_aigov_limit_ctx_t *pin, uint64_t now,
     uint64_t wall, ngx_uint_t max);
+static void ngx_aigov_limit_unlink(ngx_aigov_limit_zone_t *zone,
+    ngx_aigov_limit_node_t *node);
 static void ngx_aigov_limit_free(ngx_aigov_limit_zone_t *zone,
     ngx_aigov_limit_node_t *node);
 static ngx_aigov_limit_node_t *ngx_aigov_limit_create(
     ngx_aigov_limit_zone_t *zone, ngx_str_t *key, uint32_t hash,
-    ngx_uint_t kind, ngx_aigov_limit_ctx_t *pin);
+    ngx_uint_t kind, ngx_aigov_limit_group_t *group,
+    ngx_aigov_limit_ctx_t *pin);
 static void ngx_aigov_limit_dirty(ngx_aigov_limit_zone_t *zone,
     ngx_aigov_limit_node_t *node);
 static uint64_t ngx_aigov_limit_wall(void);
@@ -390,6 +453,8 @@ static char *ngx_aigov_limit_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 static ngx_int_t ngx_aigov_limit_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static void *ngx_aigov_limit_create_main_conf(ngx_conf_t *cf);
+static ngx_int_t ngx_aigov_limit_group(ngx_conf_t *cf,
+    ngx_aigov_limit_main_conf_t *lmcf, ngx_aigov_limit_policy_t *p);
 static char *ngx_aigov_limit_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_aigov_limit_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_aigov_limit_merge_loc_conf(ngx_conf_t *cf, void *parent,
@@ -641,7 +706,7 @@ ngx_aigov_limit_create_ctx(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
 {
     u_char                     *p;
     ngx_str_t                   val, hval;
-    ngx_uint_t                  i;
+    ngx_uint_t                  i, j;
     ngx_md5_t                   md5;
     ngx_aigov_header_t         *kh;
     ngx_pool_cleanup_t         *cln;
@@ -678,6 +743,24 @@ ngx_aigov_limit_create_ctx(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
 
         if (lp[i]->estimate_body) {
             it->cost = ngx_aigov_limit_max_tokens(r, actx);
+        }
+
+        if (lp[i]->group) {
+            /* a limit of the same group before: the same key, one node */
+
+            for (j = 0; j < i; j++) {
+                if (lp[j]->group == lp[i]->group) {
+                    break;
+                }
+            }
+
+            if (j < i) {
+                it->key = ctx->items[j].key;
+                it->hash = ctx->items[j].hash;
+                it->skip = ctx->items[j].skip;
+                ctx->active += !it->skip;
+                continue;
+            }
         }
 
         if (lp[i]->key_header.hash) {
@@ -723,14 +806,27 @@ ngx_aigov_limit_create_ctx(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
             val.len = 33;
         }
 
-        it->key.len = lp[i]->name.len + 1 + val.len;
-        it->key.data = ngx_pnalloc(r->pool, it->key.len);
-        if (it->key.data == NULL) {
-            return NULL;
+        if (lp[i]->group) {
+            it->key.len = NGX_AIGOV_LIMIT_PREFIX_LEN + val.len;
+            it->key.data = ngx_pnalloc(r->pool, it->key.len);
+            if (it->key.data == NULL) {
+                return NULL;
+            }
+
+            p = ngx_cpymem(it->key.data, lp[i]->group->prefix,
+                           NGX_AIGOV_LIMIT_PREFIX_LEN);
+
+        } else {
+            it->key.len = lp[i]->name.len + 1 + val.len;
+            it->key.data = ngx_pnalloc(r->pool, it->key.len);
+            if (it->key.data == NULL) {
+                return NULL;
+            }
+
+            p = ngx_cpymem(it->key.data, lp[i]->name.data, lp[i]->name.len);
+            *p++ = ':';
         }
 
-        p = ngx_cpymem(it->key.data, lp[i]->name.data, lp[i]->name.len);
-        *p++ = ':';
         ngx_memcpy(p, val.data, val.len);
 
         it->hash = ngx_crc32_long(it->key.data, it->key.len);
@@ -849,10 +945,18 @@ ngx_aigov_limit_run(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx,
         switch (p->mode) {
 
         case NGX_AIGOV_LIMIT_LOCAL:
-            it->node = ngx_aigov_limit_find(p->zone, &it->key, it->hash,
-                                            NGX_AIGOV_LIMIT_LOCAL);
+            it->node = ngx_aigov_limit_shared(ctx, i);
+
+            if (it->node == NULL) {
+                it->node = ngx_aigov_limit_find(p->zone, &it->key, it->hash,
+                                                NGX_AIGOV_LIMIT_LOCAL,
+                                                p->group, ctx);
+            }
+
             if (it->node) {
-                (void) aigov_gcra_check(&ngx_aigov_limit_state(it->node)->gcra,
+                (void) aigov_gcra_check(ngx_aigov_limit_gcra(it->node,
+                                                             p->group->n,
+                                                             p->slot),
                                         &p->spec, now, it->cost, &it->result);
 
             } else {
@@ -865,7 +969,7 @@ ngx_aigov_limit_run(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx,
 
         case NGX_AIGOV_LIMIT_SYNCED:
             it->node = ngx_aigov_limit_find(p->zone, &it->key, it->hash,
-                                            NGX_AIGOV_LIMIT_SYNCED);
+                                            NGX_AIGOV_LIMIT_SYNCED, NULL, ctx);
             if (it->node) {
                 (void) aigov_window_check(
                                       &ngx_aigov_limit_state(it->node)->window,
@@ -966,7 +1070,8 @@ ngx_aigov_limit_run(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx,
              */
             if (it->node == NULL) {
                 it->node = ngx_aigov_limit_create(p->zone, &it->key, it->hash,
-                                                  NGX_AIGOV_LIMIT_SYNCED, ctx);
+                                                  NGX_AIGOV_LIMIT_SYNCED, NULL,
+                                                  ctx);
             }
 
             if (it->node) {
@@ -982,7 +1087,9 @@ ngx_aigov_limit_run(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx,
             if (it->result.allowed && it->node) {
                 if (p->mode == NGX_AIGOV_LIMIT_LOCAL) {
                     (void) aigov_gcra_check(
-                                        &ngx_aigov_limit_state(it->node)->gcra,
+                                        ngx_aigov_limit_gcra(it->node,
+                                                             p->group->n,
+                                                             p->slot),
                                         &p->spec, now, 0, &it->result);
 
                 } else if (p->mode == NGX_AIGOV_LIMIT_SYNCED) {
@@ -1005,9 +1112,14 @@ ngx_aigov_limit_run(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx,
             continue;
         }
 
+        if (it->node == NULL && p->mode == NGX_AIGOV_LIMIT_LOCAL) {
+            /* made for another limit of the group a moment ago? */
+            it->node = ngx_aigov_limit_shared(ctx, i);
+        }
+
         if (it->node == NULL) {
             it->node = ngx_aigov_limit_create(p->zone, &it->key, it->hash,
-                                              p->mode, ctx);
+                                              p->mode, p->group, ctx);
             if (it->node == NULL) {
                 /* not even by evicting: let it through, uncounted */
                 continue;
@@ -1015,7 +1127,8 @@ ngx_aigov_limit_run(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx,
         }
 
         if (p->mode == NGX_AIGOV_LIMIT_LOCAL) {
-            aigov_gcra_commit(&ngx_aigov_limit_state(it->node)->gcra,
+            aigov_gcra_commit(ngx_aigov_limit_gcra(it->node, p->group->n,
+                                                   p->slot),
                               &p->spec, now, it->cost);
 
         } else {
@@ -2154,17 +2267,19 @@ ngx_aigov_limit_log(ngx_http_request_t *r, ngx_aigov_ctx_t *actx)
 
         ngx_shmtx_lock(&pol->zone->shpool->mutex);
 
-        node = ngx_aigov_limit_find(pol->zone, &it->key, it->hash, pol->mode);
+        node = ngx_aigov_limit_find(pol->zone, &it->key, it->hash, pol->mode,
+                                    pol->group, NULL);
 
         if (node == NULL) {
             /* evicted meanwhile: a full bucket, which is what it held */
             node = ngx_aigov_limit_create(pol->zone, &it->key, it->hash,
-                                          pol->mode, NULL);
+                                          pol->mode, pol->group, NULL);
         }
 
         if (node && pol->mode == NGX_AIGOV_LIMIT_LOCAL) {
-            aigov_gcra_settle(&ngx_aigov_limit_state(node)->gcra, &pol->spec,
-                              now, it->cost, ctx->used);
+            aigov_gcra_settle(ngx_aigov_limit_gcra(node, pol->group->n,
+                                                   pol->slot),
+                              &pol->spec, now, it->cost, ctx->used);
 
         } else if (node && ctx->used > it->cost) {
             node->period = pol->spec.period_ms;
@@ -2212,26 +2327,109 @@ ngx_aigov_limit_wall(void)
 
 /*
  * Finds the node of a key, of that kind, and marks it recently used.  A
- * node of the other kind (the limit was local before a reload, or synced)
- * is freed: its state means nothing now, and its size may not hold the
- * other state.  Under the lock.
+ * node of the other kind is freed: its state means nothing now, and its
+ * size may not hold the other state.  A local node of another layout of
+ * the group (a reload added or removed one of its limits) is migrated.
+ * Under the lock.
  */
 
 NGX_AIGOV_HOT
 static ngx_aigov_limit_node_t *
 ngx_aigov_limit_find(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
-    uint32_t hash, ngx_uint_t kind)
+    uint32_t hash, ngx_uint_t kind, ngx_aigov_limit_group_t *group,
+    ngx_aigov_limit_ctx_t *pin)
 {
-    ngx_aigov_limit_node_t  *ln;
+    ngx_aigov_limit_node_t   *ln;
+    ngx_aigov_limit_local_t  *local;
 
     ln = ngx_aigov_limit_lookup(zone, key, hash);
 
-    if (ln && ln->kind != kind) {
+    if (ln == NULL) {
+        return NULL;
+    }
+
+    if (ln->kind != kind) {
         ngx_aigov_limit_free(zone, ln);
         return NULL;
     }
 
+    if (kind == NGX_AIGOV_LIMIT_LOCAL) {
+        local = &ngx_aigov_limit_state(ln)->local;
+
+        if (local->n != group->n
+            || ngx_memcmp(local->names, group->names, group->n * 4) != 0)
+        {
+            return ngx_aigov_limit_migrate(zone, ln, key, hash, group, pin);
+        }
+    }
+
     return ln;
+}
+
+
+/*
+ * A local node of another layout: a new node in the group's layout, with
+ * the state of each limit that was in the old one (by name and epoch), a
+ * fresh state for the others.  Under the lock.
+ */
+
+static ngx_aigov_limit_node_t *
+ngx_aigov_limit_migrate(ngx_aigov_limit_zone_t *zone,
+    ngx_aigov_limit_node_t *old, ngx_str_t *key, uint32_t hash,
+    ngx_aigov_limit_group_t *group, ngx_aigov_limit_ctx_t *pin)
+{
+    ngx_uint_t                i, j, n;
+    ngx_aigov_limit_node_t   *node;
+    ngx_aigov_limit_local_t  *from;
+
+    /* out of the table first: making the new one cannot evict it */
+    ngx_aigov_limit_unlink(zone, old);
+
+    node = ngx_aigov_limit_create(zone, key, hash, NGX_AIGOV_LIMIT_LOCAL,
+                                  group, pin);
+
+    if (node) {
+        from = &ngx_aigov_limit_state(old)->local;
+        n = ngx_aigov_limit_local_n(old);
+
+        for (j = 0; j < group->n; j++) {
+            for (i = 0; i < n; i++) {
+                if (from->names[i] == group->names[j]) {
+                    *ngx_aigov_limit_gcra(node, group->n, j) =
+                                   *ngx_aigov_limit_gcra(old, n, i);
+                    break;
+                }
+            }
+        }
+    }
+
+    ngx_slab_free_locked(zone->shpool, old);
+
+    return node;
+}
+
+
+/*
+ * The node an item of the same group before this one found or made in
+ * this request: the same key, so the same node.
+ */
+
+NGX_AIGOV_HOT
+static ngx_aigov_limit_node_t *
+ngx_aigov_limit_shared(ngx_aigov_limit_ctx_t *ctx, ngx_uint_t i)
+{
+    ngx_uint_t                 j;
+    ngx_aigov_limit_group_t   *group;
+
+    group = ctx->items[i].policy->group;
+
+    for (j = 0; j < i; j++) {
+        if (ctx->items[j].policy->group == group && ctx->items[j].node) {
+            return ctx->items[j].node;
+        }
+    }
+
+    return NULL;
 }
 
 
@@ -2314,6 +2512,8 @@ static ngx_uint_t
 ngx_aigov_limit_idle(ngx_aigov_limit_node_t *node, uint64_t now,
     uint64_t wall)
 {
+    uint32_t  i, n;
+
     if ((ngx_msec_int_t) (ngx_current_msec - node->used)
         <= NGX_AIGOV_LIMIT_IDLE_MS)
     {
@@ -2321,7 +2521,15 @@ ngx_aigov_limit_idle(ngx_aigov_limit_node_t *node, uint64_t now,
     }
 
     if (node->kind == NGX_AIGOV_LIMIT_LOCAL) {
-        return ngx_aigov_limit_state(node)->gcra.tat <= now * 1000000;
+        n = ngx_aigov_limit_local_n(node);
+
+        for (i = 0; i < n; i++) {
+            if (ngx_aigov_limit_gcra(node, n, i)->tat > now * 1000000) {
+                return 0;
+            }
+        }
+
+        return 1;
     }
 
     return !node->is_dirty && ngx_aigov_limit_state(node)->window.inflight == 0
@@ -2429,9 +2637,11 @@ ngx_aigov_limit_chunk(size_t size)
 
 static ngx_aigov_limit_node_t *
 ngx_aigov_limit_create(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
-    uint32_t hash, ngx_uint_t kind, ngx_aigov_limit_ctx_t *pin)
+    uint32_t hash, ngx_uint_t kind, ngx_aigov_limit_group_t *group,
+    ngx_aigov_limit_ctx_t *pin)
 {
     size_t                   size;
+    uint32_t                 n;
     uint64_t                 now, wall;
     ngx_uint_t               i, tries;
     ngx_aigov_limit_node_t  *node, *old;
@@ -2439,8 +2649,8 @@ ngx_aigov_limit_create(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
     now = (uint64_t) ngx_current_msec;
     wall = ngx_aigov_limit_wall();
 
-    size = ngx_aigov_limit_state_off(key->len)
-           + ngx_aigov_limit_state_size(kind);
+    n = (kind == NGX_AIGOV_LIMIT_LOCAL) ? group->n : 0;
+    size = ngx_aigov_limit_node_size(key->len, kind, n);
     node = NULL;
 
     for (i = 0; i < 2; i++) {
@@ -2452,8 +2662,10 @@ ngx_aigov_limit_create(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
         }
 
         if (node == NULL
-            && ngx_aigov_limit_chunk(ngx_aigov_limit_state_off(old->len)
-                                     + ngx_aigov_limit_state_size(old->kind))
+            && ngx_aigov_limit_chunk(ngx_aigov_limit_node_size(old->len,
+                                         old->kind,
+                                         old->kind == NGX_AIGOV_LIMIT_LOCAL
+                                         ? ngx_aigov_limit_local_n(old) : 0))
                == ngx_aigov_limit_chunk(size))
         {
             /* in the slab's chunk of the new one's size: reused */
@@ -2504,6 +2716,12 @@ ngx_aigov_limit_create(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
     node->kind = (uint8_t) kind;
     node->used = ngx_current_msec;
     ngx_memcpy(node->data, key->data, key->len);
+
+    if (kind == NGX_AIGOV_LIMIT_LOCAL) {
+        ngx_aigov_limit_state(node)->local.n = n;
+        ngx_memcpy(ngx_aigov_limit_state(node)->local.names, group->names,
+                   n * 4);
+    }
 
     node->next = zone->buckets[hash & zone->mask];
     zone->buckets[hash & zone->mask] = node;
@@ -4002,6 +4220,23 @@ ngx_aigov_limit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         }
 
         pp[i]->stats = st;
+
+        if (st->mode != pp[i]->mode) {
+            st->mode = pp[i]->mode;
+            st->epoch++;
+        }
+
+        if (pp[i]->group) {
+            /*
+             * A local limit's name in its nodes, and its epoch: made
+             * global and local again by reloads, it does not find the
+             * state it left (ngx_aigov_limit_migrate() gives it a fresh
+             * one), as a synced limit does not read a local state.
+             */
+            pp[i]->group->names[pp[i]->slot] =
+                ngx_crc32_short(pp[i]->name.data, pp[i]->name.len)
+                ^ (st->epoch * 0x9e3779b9);
+        }
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -4022,6 +4257,8 @@ ngx_aigov_limit_create_main_conf(ngx_conf_t *cf)
 
     if (ngx_array_init(&lmcf->zones, cf->pool, 2, sizeof(void *)) != NGX_OK
         || ngx_array_init(&lmcf->policies, cf->pool, 4, sizeof(void *))
+           != NGX_OK
+        || ngx_array_init(&lmcf->groups, cf->pool, 2, sizeof(void *))
            != NGX_OK)
     {
         return NULL;
@@ -4081,7 +4318,82 @@ ngx_aigov_limit_init_main_conf(ngx_conf_t *cf, void *conf)
         }
     }
 
+    for (i = 0; i < lmcf->policies.nelts; i++) {
+        if (pp[i]->mode == NGX_AIGOV_LIMIT_LOCAL
+            && ngx_aigov_limit_group(cf, lmcf, pp[i]) != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
+
     return NGX_CONF_OK;
+}
+
+
+/*
+ * Puts a local limit in the group of the zone's local limits with the same
+ * key=, or in a new one when there is none or it is full.  Groups follow
+ * the order of definition, so a reload that adds a limit at the end keeps
+ * the others where they were.
+ */
+
+static ngx_int_t
+ngx_aigov_limit_group(ngx_conf_t *cf, ngx_aigov_limit_main_conf_t *lmcf,
+    ngx_aigov_limit_policy_t *p)
+{
+    uint32_t                   crc;
+    ngx_uint_t                 i, ordinal;
+    ngx_aigov_limit_group_t   *g, **gp;
+
+    gp = lmcf->groups.elts;
+    ordinal = 0;
+    g = NULL;
+
+    for (i = 0; i < lmcf->groups.nelts; i++) {
+        if (gp[i]->zone != p->zone
+            || gp[i]->key_text.len != p->key_text.len
+            || ngx_strncmp(gp[i]->key_text.data, p->key_text.data,
+                           p->key_text.len) != 0)
+        {
+            continue;
+        }
+
+        if (gp[i]->n < NGX_AIGOV_LIMIT_GROUP_MAX) {
+            g = gp[i];
+            break;
+        }
+
+        ordinal++;
+    }
+
+    if (g == NULL) {
+        g = ngx_pcalloc(cf->pool, sizeof(ngx_aigov_limit_group_t));
+        if (g == NULL) {
+            return NGX_ERROR;
+        }
+
+        gp = ngx_array_push(&lmcf->groups);
+        if (gp == NULL) {
+            return NGX_ERROR;
+        }
+
+        *gp = g;
+
+        g->zone = p->zone;
+        g->key_text = p->key_text;
+
+        /* no limit's name begins with 0x01: never a "NAME:KEY" */
+        crc = ngx_crc32_short(p->key_text.data, p->key_text.len);
+        g->prefix[0] = 0x01;
+        ngx_memcpy(&g->prefix[1], &crc, 4);
+        g->prefix[5] = (u_char) ordinal;
+    }
+
+    /* names[p->slot]: when the zone is ready, with the limit's epoch */
+    p->group = g;
+    p->slot = g->n++;
+
+    return NGX_OK;
 }
 
 

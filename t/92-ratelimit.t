@@ -25,6 +25,7 @@ my $CONF = <<'EOF';
     aigov_limit_zone  rl2:64k;
     aigov_limit_zone  tiny:32k;
     aigov_limit_zone  keep:32k;
+    aigov_limit_zone  grp:32k;
 
     aigov_model chat { variant v1 u_stable version=1.4.2 stable; }
 
@@ -183,6 +184,14 @@ my $CONF = <<'EOF';
         location /keep/ {
             aigov_route model=chat;
             aigov_limit keep zone=keep key=$http_x_key rate=20r/s;
+            proxy_pass http://$aigov_upstream;
+        }
+
+        location /grp/ {
+            aigov_route model=chat;
+            aigov_limit ga zone=grp key=$http_x_key rate=1r/m;
+            aigov_limit gb zone=grp key=$http_x_key rate=2r/m;
+            #GC
             proxy_pass http://$aigov_upstream;
         }
 
@@ -619,6 +628,37 @@ is statuses(2, '/basic/x', 'X-Srv' => 'i2'), '200 200', 'a location with its own
     is statuses(1, '/par/x', 'X-Key' => 'reload'), '429', 'after reload: still used up';
     is limit_status('par')->{rejected}, $before + 1, 'after reload: the counters went on';
     is statuses(1, '/par/x', 'X-Key' => 'fresh'), '200', 'after reload: other keys pass';
+}
+
+# --- local limits with the same key share a node per key --------------------
+
+{
+    my $r = req('/grp/x', 'X-Key' => 'm1');
+    is $r->{status}, 200, 'group: the first request passes both limits';
+    is h($r, 'RateLimit'), '"ga";r=0;t=60, "gb";r=1;t=30', 'group: each limit its own state';
+    $r = req('/grp/x', 'X-Key' => 'm1');
+    is $r->{status}, 429, 'group: ga (1r/m) refuses the second';
+    like h($r, 'RateLimit'), qr/^"ga";r=0;t=\d+, "gb";r=1;t=\d+$/, 'group: the refusal took nothing from gb';
+    is zone_status('grp')->{keys}, 1, 'group: one node for the two limits of a key';
+    is statuses(1, '/grp/x', 'X-Key' => "m-$_"), '200', "group: key m-$_" for 2 .. 30;
+    is zone_status('grp')->{keys}, 30, 'group: 30 keys, 30 nodes (two limits each)';
+
+    # a reload adds a third limit with the same key: the two keep their state
+    (my $conf2 = $CONF) =~ s/#GC/aigov_limit gc zone=grp key=\$http_x_key rate=1r\/m;/;
+    ok $ng->reload(nginx_conf($conf2)), 'group: reload, a third limit in the group';
+    $r = req('/grp/x', 'X-Key' => 'm1');
+    is $r->{status}, 429, 'group: after the reload ga is still used up';
+    like h($r, 'RateLimit'), qr/^"ga";r=0;t=\d+, "gb";r=1;t=\d+, "gc";r=1;t=\d+$/,
+        'group: gb kept its state, gc starts full';
+    is zone_status('grp')->{keys}, 30, 'group: the key\'s node was moved, not doubled';
+
+    # and back: gc leaves, ga and gb still keep theirs
+    ok $ng->reload(nginx_conf($CONF)), 'group: reload, gc removed';
+    $r = req('/grp/x', 'X-Key' => 'm1');
+    is $r->{status}, 429, 'group: after the second reload ga is still used up';
+    like h($r, 'RateLimit'), qr/^"ga";r=0;t=\d+, "gb";r=1;t=\d+$/, 'group: gb kept its state again';
+    is statuses(2, '/grp/x', 'X-Key' => 'm-2'), '429 429', 'group: so did every other key (m-2)';
+    is statuses(2, '/grp/x', 'X-Key' => 'm31'), '200 429', 'group: a new key starts full';
 }
 
 $ng->error_log_clean_ok('no unexpected errors in the error log');
