@@ -5,7 +5,9 @@
 # issue's example), and requests per second with LLM tokens per minute (the
 # heavier pair: the usage of every answer is read).  The limits
 # are far above the load and the breaker stays closed: this measures what
-# checking them costs on every request, not refusals.
+# checking them costs on every request, not refusals.  A fourth contestant
+# is plain proxy_pass again (an A/A control): its ratios to the first are
+# what this run's noise alone gives.
 # Goal: rps ratio >= 0.95, p99 ratio <= 1.10.
 #
 #   bench/resilience.sh          (DURATION=10 ROUNDS=5 CONNS=32 by default)
@@ -46,6 +48,13 @@ bench_nginx proxy "
         location / { proxy_pass http://chat_v1; }
     }
 
+    # the same again: the control arm, its ratio to the first is the
+    # run's noise (an A/A test)
+    server {
+        listen 127.0.0.1:18383;
+        location / { proxy_pass http://chat_v1; }
+    }
+
     server {
         listen 127.0.0.1:18381;
         location / {
@@ -74,4 +83,5 @@ bench_wrk http://127.0.0.1:18380/v1/chat/completions -s "$BENCH_TMP/keys.lua" > 
 bench_compare "proxy_pass" http://127.0.0.1:18380/v1/chat/completions \
               "routing+breaker+rps+rpm+rules" http://127.0.0.1:18382/v1/chat/completions \
               "routing+breaker+rps+tpm+rules" http://127.0.0.1:18381/v1/chat/completions \
+              "proxy_pass-again" http://127.0.0.1:18383/v1/chat/completions \
               -- -s "$BENCH_TMP/keys.lua"
