@@ -115,7 +115,7 @@ typedef struct ngx_aigov_limit_node_s  ngx_aigov_limit_node_t;
  */
 struct ngx_aigov_limit_node_s {
     ngx_aigov_limit_node_t        *next;     /* in its hash bucket */
-    uint32_t                       hash;     /* crc32 of data */
+    uint32_t                       hash;     /* aigov_hash32() of data */
     ngx_queue_t                    queue;    /* LRU (CLOCK), see _tail() */
     ngx_queue_t                    dirty;    /* synced nodes with deltas */
     ngx_msec_t                     used;
@@ -829,7 +829,7 @@ ngx_aigov_limit_create_ctx(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
 
         ngx_memcpy(p, val.data, val.len);
 
-        it->hash = ngx_crc32_long(it->key.data, it->key.len);
+        it->hash = aigov_hash32(it->key.data, it->key.len, 0);
         ctx->active++;
 
     }
