@@ -407,6 +407,8 @@ static ngx_aigov_limit_node_t *ngx_aigov_limit_migrate(
     ngx_aigov_limit_ctx_t *pin);
 static ngx_aigov_limit_node_t *ngx_aigov_limit_shared(
     ngx_aigov_limit_ctx_t *ctx, ngx_uint_t i);
+static ngx_aigov_limit_node_t *ngx_aigov_limit_again(
+    ngx_aigov_limit_item_t *it);
 static ngx_aigov_limit_node_t *ngx_aigov_limit_lookup(
     ngx_aigov_limit_zone_t *zone, ngx_str_t *key, uint32_t hash);
 static ngx_aigov_limit_node_t *ngx_aigov_limit_tail(
@@ -2267,8 +2269,12 @@ ngx_aigov_limit_log(ngx_http_request_t *r, ngx_aigov_ctx_t *actx)
 
         ngx_shmtx_lock(&pol->zone->shpool->mutex);
 
-        node = ngx_aigov_limit_find(pol->zone, &it->key, it->hash, pol->mode,
-                                    pol->group, NULL);
+        node = ngx_aigov_limit_again(it);
+
+        if (node == NULL) {
+            node = ngx_aigov_limit_find(pol->zone, &it->key, it->hash,
+                                        pol->mode, pol->group, NULL);
+        }
 
         if (node == NULL) {
             /* evicted meanwhile: a full bucket, which is what it held */
@@ -2368,6 +2374,52 @@ ngx_aigov_limit_find(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
 
 
 /*
+ * The node the decision found for an item, if it is still that key's node
+ * (in the same layout): the log phase then needs no second lookup.  A
+ * freed node has len 0 (ngx_aigov_limit_free(), _migrate()); a chunk made
+ * another node holds another key.  The zone stays mapped, so reading a
+ * node that is gone is safe.  Under the lock.
+ */
+
+static ngx_aigov_limit_node_t *
+ngx_aigov_limit_again(ngx_aigov_limit_item_t *it)
+{
+    ngx_aigov_limit_node_t    *node;
+    ngx_aigov_limit_group_t   *group;
+    ngx_aigov_limit_local_t   *local;
+    ngx_aigov_limit_policy_t  *p;
+
+    node = it->node;
+    p = it->policy;
+
+    if (node == NULL
+        || node->len != it->key.len
+        || node->hash != it->hash
+        || node->kind != p->mode
+        || ngx_memcmp(node->data, it->key.data, it->key.len) != 0)
+    {
+        return NULL;
+    }
+
+    if (p->mode == NGX_AIGOV_LIMIT_LOCAL) {
+        group = p->group;
+        local = &ngx_aigov_limit_state(node)->local;
+
+        if (local->n != group->n
+            || ngx_memcmp(local->names, group->names, group->n * 4) != 0)
+        {
+            return NULL;
+        }
+    }
+
+    node->ref = 1;
+    node->used = ngx_current_msec;
+
+    return node;
+}
+
+
+/*
  * A local node of another layout: a new node in the group's layout, with
  * the state of each limit that was in the old one (by name and epoch), a
  * fresh state for the others.  Under the lock.
@@ -2403,6 +2455,7 @@ ngx_aigov_limit_migrate(ngx_aigov_limit_zone_t *zone,
         }
     }
 
+    old->len = 0;    /* for ngx_aigov_limit_again() */
     ngx_slab_free_locked(zone->shpool, old);
 
     return node;
@@ -2497,6 +2550,7 @@ ngx_aigov_limit_free(ngx_aigov_limit_zone_t *zone,
     ngx_aigov_limit_node_t *node)
 {
     ngx_aigov_limit_unlink(zone, node);
+    node->len = 0;   /* for ngx_aigov_limit_again() */
     ngx_slab_free_locked(zone->shpool, node);
 }
 
