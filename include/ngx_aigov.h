@@ -16,14 +16,11 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include <jansson.h>
+#include "aigov_core.h"
 
 
 /* on the per-request functions of the core and plugins: see aigov_core.h */
-#if (defined __GNUC__ || defined __clang__)
-#define NGX_AIGOV_HOT                  __attribute__((hot))
-#else
-#define NGX_AIGOV_HOT
-#endif
+#define NGX_AIGOV_HOT                  AIGOV_HOT
 
 
 /*

@@ -409,6 +409,10 @@ static ngx_aigov_limit_node_t *ngx_aigov_limit_shared(
     ngx_aigov_limit_ctx_t *ctx, ngx_uint_t i);
 static ngx_aigov_limit_node_t *ngx_aigov_limit_again(
     ngx_aigov_limit_item_t *it);
+static ngx_inline ngx_uint_t ngx_aigov_limit_same_key(
+    ngx_aigov_limit_node_t *node, ngx_str_t *key, uint32_t hash);
+static ngx_inline ngx_uint_t ngx_aigov_limit_same_layout(
+    ngx_aigov_limit_node_t *node, ngx_aigov_limit_group_t *group);
 static ngx_aigov_limit_node_t *ngx_aigov_limit_lookup(
     ngx_aigov_limit_zone_t *zone, ngx_str_t *key, uint32_t hash);
 static ngx_aigov_limit_node_t *ngx_aigov_limit_tail(
@@ -417,6 +421,8 @@ static ngx_aigov_limit_node_t *ngx_aigov_limit_tail(
 static void ngx_aigov_limit_unlink(ngx_aigov_limit_zone_t *zone,
     ngx_aigov_limit_node_t *node);
 static void ngx_aigov_limit_free(ngx_aigov_limit_zone_t *zone,
+    ngx_aigov_limit_node_t *node);
+static void ngx_aigov_limit_release(ngx_aigov_limit_zone_t *zone,
     ngx_aigov_limit_node_t *node);
 static ngx_aigov_limit_node_t *ngx_aigov_limit_create(
     ngx_aigov_limit_zone_t *zone, ngx_str_t *key, uint32_t hash,
@@ -808,23 +814,20 @@ ngx_aigov_limit_create_ctx(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
             val.len = 33;
         }
 
-        if (lp[i]->group) {
-            it->key.len = NGX_AIGOV_LIMIT_PREFIX_LEN + val.len;
-            it->key.data = ngx_pnalloc(r->pool, it->key.len);
-            if (it->key.data == NULL) {
-                return NULL;
-            }
+        /* a group's prefix and the key, or "NAME:KEY" */
+        it->key.len = (lp[i]->group ? NGX_AIGOV_LIMIT_PREFIX_LEN
+                                    : lp[i]->name.len + 1)
+                      + val.len;
+        it->key.data = ngx_pnalloc(r->pool, it->key.len);
+        if (it->key.data == NULL) {
+            return NULL;
+        }
 
+        if (lp[i]->group) {
             p = ngx_cpymem(it->key.data, lp[i]->group->prefix,
                            NGX_AIGOV_LIMIT_PREFIX_LEN);
 
         } else {
-            it->key.len = lp[i]->name.len + 1 + val.len;
-            it->key.data = ngx_pnalloc(r->pool, it->key.len);
-            if (it->key.data == NULL) {
-                return NULL;
-            }
-
             p = ngx_cpymem(it->key.data, lp[i]->name.data, lp[i]->name.len);
             *p++ = ':';
         }
@@ -833,7 +836,6 @@ ngx_aigov_limit_create_ctx(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
 
         it->hash = aigov_hash32(it->key.data, it->key.len, 0);
         ctx->active++;
-
     }
 
     if (llcf->strict) {
@@ -2345,8 +2347,7 @@ ngx_aigov_limit_find(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
     uint32_t hash, ngx_uint_t kind, ngx_aigov_limit_group_t *group,
     ngx_aigov_limit_ctx_t *pin)
 {
-    ngx_aigov_limit_node_t   *ln;
-    ngx_aigov_limit_local_t  *local;
+    ngx_aigov_limit_node_t  *ln;
 
     ln = ngx_aigov_limit_lookup(zone, key, hash);
 
@@ -2359,24 +2360,46 @@ ngx_aigov_limit_find(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
         return NULL;
     }
 
-    if (kind == NGX_AIGOV_LIMIT_LOCAL) {
-        local = &ngx_aigov_limit_state(ln)->local;
-
-        if (local->n != group->n
-            || ngx_memcmp(local->names, group->names, group->n * 4) != 0)
-        {
-            return ngx_aigov_limit_migrate(zone, ln, key, hash, group, pin);
-        }
+    if (kind == NGX_AIGOV_LIMIT_LOCAL
+        && !ngx_aigov_limit_same_layout(ln, group))
+    {
+        return ngx_aigov_limit_migrate(zone, ln, key, hash, group, pin);
     }
 
     return ln;
 }
 
 
+/* a node of key */
+
+static ngx_inline ngx_uint_t
+ngx_aigov_limit_same_key(ngx_aigov_limit_node_t *node, ngx_str_t *key,
+    uint32_t hash)
+{
+    return node->hash == hash && node->len == key->len
+           && ngx_memcmp(node->data, key->data, key->len) == 0;
+}
+
+
+/* a local node laid out for group's limits as they are now */
+
+static ngx_inline ngx_uint_t
+ngx_aigov_limit_same_layout(ngx_aigov_limit_node_t *node,
+    ngx_aigov_limit_group_t *group)
+{
+    ngx_aigov_limit_local_t  *local;
+
+    local = &ngx_aigov_limit_state(node)->local;
+
+    return local->n == group->n
+           && ngx_memcmp(local->names, group->names, group->n * 4) == 0;
+}
+
+
 /*
  * The node the decision found for an item, if it is still that key's node
  * (in the same layout): the log phase then needs no second lookup.  A
- * freed node has len 0 (ngx_aigov_limit_free(), _migrate()); a chunk made
+ * freed node has len 0 (ngx_aigov_limit_release()); a chunk made
  * another node holds another key.  The zone stays mapped, so reading a
  * node that is gone is safe.  Under the lock.
  */
@@ -2385,31 +2408,18 @@ static ngx_aigov_limit_node_t *
 ngx_aigov_limit_again(ngx_aigov_limit_item_t *it)
 {
     ngx_aigov_limit_node_t    *node;
-    ngx_aigov_limit_group_t   *group;
-    ngx_aigov_limit_local_t   *local;
     ngx_aigov_limit_policy_t  *p;
 
     node = it->node;
     p = it->policy;
 
     if (node == NULL
-        || node->len != it->key.len
-        || node->hash != it->hash
         || node->kind != p->mode
-        || ngx_memcmp(node->data, it->key.data, it->key.len) != 0)
+        || !ngx_aigov_limit_same_key(node, &it->key, it->hash)
+        || (p->mode == NGX_AIGOV_LIMIT_LOCAL
+            && !ngx_aigov_limit_same_layout(node, p->group)))
     {
         return NULL;
-    }
-
-    if (p->mode == NGX_AIGOV_LIMIT_LOCAL) {
-        group = p->group;
-        local = &ngx_aigov_limit_state(node)->local;
-
-        if (local->n != group->n
-            || ngx_memcmp(local->names, group->names, group->n * 4) != 0)
-        {
-            return NULL;
-        }
     }
 
     node->ref = 1;
@@ -2455,8 +2465,7 @@ ngx_aigov_limit_migrate(ngx_aigov_limit_zone_t *zone,
         }
     }
 
-    old->len = 0;    /* for ngx_aigov_limit_again() */
-    ngx_slab_free_locked(zone->shpool, old);
+    ngx_aigov_limit_release(zone, old);
 
     return node;
 }
@@ -2504,16 +2513,12 @@ ngx_aigov_limit_lookup(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
 
     for (ln = zone->buckets[hash & zone->mask]; ln; ln = ln->next) {
 
-        if (ln->hash != hash || ln->len != key->len
-            || ngx_memcmp(ln->data, key->data, key->len) != 0)
-        {
-            continue;
+        if (ngx_aigov_limit_same_key(ln, key, hash)) {
+            ln->ref = 1;
+            ln->used = ngx_current_msec;
+
+            return ln;
         }
-
-        ln->ref = 1;
-        ln->used = ngx_current_msec;
-
-        return ln;
     }
 
     return NULL;
@@ -2550,7 +2555,17 @@ ngx_aigov_limit_free(ngx_aigov_limit_zone_t *zone,
     ngx_aigov_limit_node_t *node)
 {
     ngx_aigov_limit_unlink(zone, node);
-    node->len = 0;   /* for ngx_aigov_limit_again() */
+    ngx_aigov_limit_release(zone, node);
+}
+
+
+/* The memory of an unlinked node; len 0 tells ngx_aigov_limit_again(). */
+
+static void
+ngx_aigov_limit_release(ngx_aigov_limit_zone_t *zone,
+    ngx_aigov_limit_node_t *node)
+{
+    node->len = 0;
     ngx_slab_free_locked(zone->shpool, node);
 }
 
