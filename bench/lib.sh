@@ -118,6 +118,22 @@ median() {
         if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
+# median_ci: "median low high", low and high the order statistics that hold
+# the median with at least 95 % confidence whatever the distribution (the
+# k-th from each end, k the largest with P(Binomial(n, 1/2) < k) <= 2.5 %);
+# "median - -" with fewer than 6 values, too few for such an interval
+median_ci() {
+    sort -g | awk '{ a[NR] = $1 } END {
+        n = NR
+        m = (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+        p = 2 ^ -n; cdf = p; k = 0
+        # cdf = P(B <= j), p = P(B = j); k: the largest with P(B <= k - 1) <= 0.025
+        for (j = 0; j < n && cdf <= 0.025; j++) {
+            k = j + 1; p = p * (n - j) / (j + 1); cdf += p
+        }
+        if (k < 1) print m, "-", "-"; else print m, a[k], a[n + 1 - k] }'
+}
+
 # bench_compare LABEL URL [LABEL URL ...] -- [wrk args...]
 # The first pair is the baseline.  Runs every contestant once per round,
 # ROUNDS rounds, interleaved (odd rounds in order, even ones backwards);
@@ -165,15 +181,29 @@ bench_compare() {
             # the median of each round's ratio: the machine's speed drifts
             # between rounds more than within one
             rr=$(paste -d' ' "$BENCH_TMP/res.1" "$BENCH_TMP/res.$i" \
-                 | awk '{ print $5 / $1 }' | median)
+                 | awk '{ print $5 / $1 }' | median_ci)
             pr=$(paste -d' ' "$BENCH_TMP/res.1" "$BENCH_TMP/res.$i" \
-                 | awk '{ print ($2 > 0 ? $6 / $2 : 0) }' | median)
+                 | awk '{ print ($2 > 0 ? $6 / $2 : 0) }' | median_ci)
             cr=$(paste -d' ' "$BENCH_TMP/res.1" "$BENCH_TMP/res.$i" \
                  | awk '{ print ($4 > 0 ? $8 / $4 : 0) }' | median)
-            awk -v rr="$rr" -v pr="$pr" -v e="$errs" -v la="$label_1" \
-                -v lb="$label" 'BEGIN {
-                printf "RESULT %s vs %s: rps ratio %.3f, p99 ratio %.3f (medians of per-round ratios), failed requests %d\n",
-                       lb, la, rr, pr, e }'
+            # the medians, their 95 % intervals, and with BENCH_BAR="R P"
+            # (rps ratio >= R, p99 ratio <= P) a verdict: met when both
+            # intervals are on the right side of the bar, not met when
+            # either is on the wrong side, else undecided
+            echo "$rr $pr" | awk -v e="$errs" -v la="$label_1" -v lb="$label" \
+                -v bar="${BENCH_BAR:-}" '{
+                ci = ($2 == "-") ? "" : sprintf(" [%.3f, %.3f]", $2, $3)
+                cp = ($5 == "-") ? "" : sprintf(" [%.3f, %.3f]", $5, $6)
+                printf "RESULT %s vs %s: rps ratio %.3f%s, p99 ratio %.3f%s (medians of per-round ratios, 95 %% intervals), failed requests %d\n",
+                       lb, la, $1, ci, $4, cp, e
+                if (bar != "" && $2 != "-" && $5 != "-") {
+                    split(bar, b, " ")
+                    if ($2 >= b[1] && $6 <= b[2]) v = "met"
+                    else if ($3 < b[1] || $5 > b[2]) v = "not met"
+                    else v = "undecided (an interval straddles the bar)"
+                    printf "RESULT %s vs %s: bar rps ratio >= %s, p99 ratio <= %s: %s\n",
+                           lb, la, b[1], b[2], v
+                } }'
             # the proxy's CPU per request moves far less with the machine's
             # speed than the rates do
             [ "$cr" = 0 ] || awk -v cr="$cr" -v la="$label_1" -v lb="$label" 'BEGIN {

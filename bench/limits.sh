@@ -62,7 +62,7 @@ bench_keys_lua 10000
 sleep 0.5
 echo "rate-limit benchmark: ${ROUNDS} rounds of ${DURATION}s, ${CONNS} connections, 1 nginx worker"
 bench_wrk http://127.0.0.1:18280/v1/chat/completions -s "$BENCH_TMP/keys.lua" > /dev/null  # warm up
-bench_compare "proxy_pass" http://127.0.0.1:18280/v1/chat/completions \
+BENCH_BAR="0.95 1.10" bench_compare "proxy_pass" http://127.0.0.1:18280/v1/chat/completions \
               "routing" http://127.0.0.1:18281/v1/chat/completions \
               "routing+2limits" http://127.0.0.1:18282/v1/chat/completions \
               -- -s "$BENCH_TMP/keys.lua"
