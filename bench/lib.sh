@@ -66,21 +66,29 @@ bench_backend() {
 }
 
 # CPU time (user + system, clock ticks) of the worker of the nginx named
-# "proxy" (the front one in every benchmark but redis.sh), or nothing
+# $1, "proxy" by default (the front one in every benchmark but redis.sh),
+# or nothing
 bench_cpu() {
-    [ -f "$BENCH_TMP/proxy.pid" ] || return 0
-    w=$(pgrep -P "$(cat "$BENCH_TMP/proxy.pid")" | head -n 1)
+    [ -f "$BENCH_TMP/${1:-proxy}.pid" ] || return 0
+    w=$(pgrep -P "$(cat "$BENCH_TMP/${1:-proxy}.pid")" | head -n 1)
     [ -n "$w" ] && awk '{ print $14 + $15 }' "/proc/$w/stat" 2>/dev/null
 }
 
-# bench_wrk URL [wrk args...] -> prints "rps p99_ms errors cpu_us_per_request"
-# (the last: the front nginx worker's CPU time per request, 0 if unknown)
+# bench_wrk URL [wrk args...] -> prints
+# "rps p99_ms errors cpu_us_per_request all_cpu_us_per_request": the front
+# nginx worker's CPU time per request (0 if unknown), and that of the front
+# worker, the backend's worker and wrk together: on a machine they share,
+# what a request costs it
 bench_wrk() {
     url=$1
     shift
     c0=$(bench_cpu)
-    out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" 2>&1)
+    b0=$(bench_cpu backend)
+    # the last line: wrk's user and system time ("times" in the subshell)
+    out=$( (wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" 2>&1;
+            times) )
     c1=$(bench_cpu)
+    b1=$(bench_cpu backend)
     reqs=$(echo "$out" | awk '/requests in/ { print $1 }')
     rps=$(echo "$out" | awk '/^Requests\/sec:/ { print $2 }')
     p99=$(echo "$out" | awk '$1 == "99%" {
@@ -93,7 +101,16 @@ bench_wrk() {
     cpu=$(awk -v a="${c0:-0}" -v b="${c1:-0}" -v n="${reqs:-0}" \
               -v t="$(getconf CLK_TCK)" 'BEGIN {
         printf "%.3f", (n > 0 && b > a) ? (b - a) / t / n * 1e6 : 0 }')
-    echo "${rps:-0} ${p99:-0} $(( ${non2xx:-0} + ${sockerr:-0} )) $cpu"
+    all=$(echo "$out" | tail -n 1 | awk -v a="${c0:-0}" -v b="${c1:-0}" \
+              -v ba="${b0:-0}" -v bb="${b1:-0}" -v n="${reqs:-0}" \
+              -v t="$(getconf CLK_TCK)" '{
+        w = 0
+        for (i = 1; i <= 2; i++) {      # "0m1.230000s 0m0.450000s"
+            split($i, m, "m"); sub(/s$/, "", m[2]); w += m[1] * 60 + m[2]
+        }
+        ok = (n > 0 && b > a && bb > ba)
+        printf "%.3f", ok ? ((b - a + bb - ba) / t + w) / n * 1e6 : 0 }')
+    echo "${rps:-0} ${p99:-0} $(( ${non2xx:-0} + ${sockerr:-0} )) $cpu ${all:-0}"
 }
 
 # bench_keys_lua N: $BENCH_TMP/keys.lua, a wrk script that POSTs a chat
@@ -158,7 +175,7 @@ bench_compare() {
             eval "url=\$url_$i label=\$label_$i"
             res=$(bench_wrk "$url" "$@")
             echo "$res" > "$BENCH_TMP/res.$i.$r"
-            line="$line $label $(echo "$res" | cut -d' ' -f1) rps p99 $(echo "$res" | cut -d' ' -f2) ms cpu $(echo "$res" | cut -d' ' -f4) us/req;"
+            line="$line $label $(echo "$res" | cut -d' ' -f1) rps p99 $(echo "$res" | cut -d' ' -f2) ms cpu $(echo "$res" | cut -d' ' -f4) us/req (all $(echo "$res" | cut -d' ' -f5));"
         done
         i=1
         while [ $i -le $n ]; do
@@ -181,11 +198,13 @@ bench_compare() {
             # the median of each round's ratio: the machine's speed drifts
             # between rounds more than within one
             rr=$(paste -d' ' "$BENCH_TMP/res.1" "$BENCH_TMP/res.$i" \
-                 | awk '{ print $5 / $1 }' | median_ci)
+                 | awk '{ print $6 / $1 }' | median_ci)
             pr=$(paste -d' ' "$BENCH_TMP/res.1" "$BENCH_TMP/res.$i" \
-                 | awk '{ print ($2 > 0 ? $6 / $2 : 0) }' | median_ci)
+                 | awk '{ print ($2 > 0 ? $7 / $2 : 0) }' | median_ci)
             cr=$(paste -d' ' "$BENCH_TMP/res.1" "$BENCH_TMP/res.$i" \
-                 | awk '{ print ($4 > 0 ? $8 / $4 : 0) }' | median)
+                 | awk '{ print ($4 > 0 ? $9 / $4 : 0) }' | median)
+            ar=$(paste -d' ' "$BENCH_TMP/res.1" "$BENCH_TMP/res.$i" \
+                 | awk '{ print ($5 > 0 ? $10 / $5 : 0) }' | median)
             # the medians, their 95 % intervals, and with BENCH_BAR="R P"
             # (rps ratio >= R, p99 ratio <= P) a verdict: met when both
             # intervals are on the right side of the bar, not met when
@@ -209,6 +228,11 @@ bench_compare() {
             [ "$cr" = 0 ] || awk -v cr="$cr" -v la="$label_1" -v lb="$label" 'BEGIN {
                 printf "RESULT %s vs %s: CPU per request ratio %.3f (the front nginx worker, user + system; median of per-round ratios)\n",
                        lb, la, cr }'
+            # and of the three processes the machine runs: a slower front
+            # costs wrk and the backend more system calls per request
+            [ "$ar" = 0 ] || awk -v ar="$ar" -v la="$label_1" -v lb="$label" 'BEGIN {
+                printf "RESULT %s vs %s: CPU per request ratio %.3f (front nginx worker + backend nginx worker + wrk; median of per-round ratios)\n",
+                       lb, la, ar }'
         fi
         i=$((i + 1))
     done

@@ -89,7 +89,7 @@ grep -c "serving from shared memory" "$BENCH_TMP/withredis/logs/error.log" \
     | sed 's/^/  redis outages logged by the node: /'
 ratio() {   # FILE COLUMN: the median over rounds of FILE's / none's
     paste -d' ' "$BENCH_TMP/none" "$BENCH_TMP/$1" \
-        | awk -v c="$2" '{ print $(c + 3) / $c }' | median
+        | awk -v c="$2" '{ print $(c + NF / 2) / $c }' | median
 }
 
 printf 'RESULT redis vs no redis: rps ratio %.3f, p99 ratio %.3f (medians of per-round ratios), failed requests %d\n' \
