@@ -132,8 +132,7 @@ END
 }
 
 median() {
-    sort -g | awk '{ a[NR] = $1 } END {
-        if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+    median_ci | cut -d' ' -f1
 }
 
 # median_ci: "median low high", low and high the order statistics that hold
