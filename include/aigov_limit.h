@@ -90,35 +90,53 @@
  *   aigov_limit_pick() then chooses the limit to report.
  *
  *
- * FLEET LIMITS: fixed windows synced through Redis
+ * FLEET LIMITS: sliding window counters synced through Redis
  *
  *   A GCRA state cannot be merged from deltas, counters can.  A fleet
- *   limit is a fixed window counter: at most rate units per window
- *   [k * period, (k + 1) * period) of wall-clock time (windows aligned on
- *   the epoch, so every node means the same window; burst is not used: the
- *   whole quota of a window may be used at once).
+ *   limit counts units per fixed window [k * period, (k + 1) * period) of
+ *   wall-clock time (windows aligned on the epoch, so every node means the
+ *   same window) and decides on a sliding window estimate, as Cloudflare's
+ *   and Kong Enterprise's limiters do: at time now in window k, with C the
+ *   count of window k, P the count of window k - 1 and left the time to
+ *   the end of window k,
+ *       estimate = C + floor(P * left / period)
+ *   and a take of cost units passes iff estimate + cost <= rate.  The
+ *   previous window's count fades out as the current one fills: a fixed
+ *   window would let up to 2 * rate through around a window boundary (all
+ *   of one window's quota at its end, all of the next at its start), the
+ *   estimate at most 1.5 * rate in any span of one period (a window's
+ *   quota all at its end, half of it again in the first half of the next),
+ *   and exactly rate when the arrivals spread evenly.  Under overload the
+ *   admissions spread over the window, about rate / period at a time,
+ *   instead of a whole window's quota at once followed by refusals until
+ *   the window ends.  burst is not used.
  *
- *   strict mode: every request does INCRBY on the window's Redis key and
- *   aigov_window_strict() decides from the returned count: exact, at the
- *   cost of a Redis round trip per request.  Rejected requests need no
- *   DECRBY: the key dies with the window anyway.
+ *   strict mode: every request runs a script in Redis that reads both
+ *   windows' counts and INCRBYs the current one only when the estimate
+ *   allows: exact and atomic, at the cost of a Redis round trip per
+ *   request; aigov_window_strict() turns its answer into a result.
  *
  *   synced mode (default): each node decides locally and every sync
  *   interval I sends its deltas (aigov_window_sync_begin / _done):
  *     admitted units: INCRBY on the window's key -> G, the fleet's count;
+ *                     after a window change, also on the previous
+ *                     window's key (this node's unsent admissions of it,
+ *                     or 0), for the first AIGOV_WINDOW_PREV_READS syncs
+ *                     -> GP, the fleet's final count of that window;
  *     offered units:  INCRBY on a per-key counter that is not windowed;
  *                     its growth between two of our syncs is the fleet's
  *                     demand, ours included -> our share s of the demand
  *                     and the others' demand per window, O.
- *   A take is allowed iff both
- *     (1) admitted here in this window + cost <= A,
- *         A = max(rate * s, rate - O)
- *     (2) G + admitted here but not yet in G + cost <= rate
+ *   A take is allowed iff both sliding window estimates allow it:
+ *     (1) this node's: admitted here in this window and the previous one,
+ *         against A = max(rate * s, rate - O)
+ *     (2) the fleet's: G (GP) plus what this node admitted in the window
+ *         (the previous window) but is not in G (GP) yet, against rate
  *   (1) splits the quota in proportion to demand when the fleet wants
  *   more than the quota (rate * s), and lets a node use what the others
  *   leave when it does not (rate - O): a fleet under its limit does not
  *   reject.  It needs no fresh counts, so it holds even when I >= period.
- *   (2) stops the fleet once Redis says the window's quota is used up.
+ *   (2) stops the fleet once Redis says the quota is used up.
  *   s and O move towards each new sample by n / (n + 32), n the units in
  *   the sample (few units are noisy); rate * s is dithered per window
  *   rather than rounded up, which would add up to N units per window.
@@ -131,26 +149,28 @@
  *   the larger of two noisy estimates in (1) makes it an excess rather
  *   than a deficit.  Measured by tests/test_limit.c (random arrivals,
  *   fixed seed, 2x overload, Redis round trip 2 or 30 ms, I = 100 ms ..
- *   1 s): two nodes +1.2 .. +2.8 % of 100r/s, three nodes +2.0 .. +4.9 %,
- *   6000r/m +0.0 .. +0.7 %; under the limit nothing is rejected.  A hard
- *   bound whatever the noise: (2) caps the excess per window at what the
- *   other nodes admit while this node's G is stale, at most two sync
- *   intervals and a round trip: (N - 1) * max(lambda_i) * (2 I + latency)
- *   / period (useful when I is well below the period).
+ *   1 s): two nodes -0.6 .. +0.4 % of 100r/s, three nodes 0.0 .. +1.8 %,
+ *   6000r/m -0.1 .. +0.1 % (fixed windows, before: +1.2 .. +2.8 %,
+ *   +2.0 .. +4.9 %, 0.0 .. +0.7 %: their quota went in a window's first
+ *   moments, on shares learnt before); under the limit nothing is
+ *   rejected.  A hard bound whatever the noise: (2) caps the excess at
+ *   what the other nodes admit while this node's G is stale, at most two
+ *   sync intervals and a round trip: (N - 1) * max(lambda_i) * (2 I +
+ *   latency) / period (useful when I is well below the period).
  *   When the demand moves from one node to another, the node that gets
  *   it follows after one or two sync intervals and rejects too much
- *   meanwhile: demand swapping between two nodes every 10 s costs 0 .. 5 %
- *   of the quota for I <= 500 ms, 6 .. 11 % at I = 1 s.  Warm-up: a node
- *   without two sync replies assumes s = 1, so the first window after a
- *   start admits more (125 for 100r/s, two nodes at 250/s, I = 100 ms);
- *   (2) applies from the first reply.
+ *   meanwhile: demand swapping between two nodes every 10 s costs 0.3 ..
+ *   6.6 % of the quota for I <= 500 ms, 6.9 .. 12.7 % at I = 1 s.  Warm-up: a node without two sync replies assumes s = 1,
+ *   so the first window after a start admits more; (2) applies from the
+ *   first reply.
  *
  *   Fleet token limits charge actual usage with aigov_window_charge(): it
  *   goes to the current window (a debt, like the GCRA's).  An over-estimate
- *   goes back with aigov_window_refund() while the estimate's window
- *   lasts: off the unsent delta, and what was sent already with a DECRBY.
- *   Strict ones charge, or give back, in Redis directly (the glue's
- *   INCRBY / DECRBY).
+ *   goes back with aigov_window_refund() to the window it was taken from
+ *   while that window still counts (it or the next one is the current
+ *   window): off the unsent delta, and what was sent already with a
+ *   DECRBY.  Strict ones charge, or give back, in Redis directly (the
+ *   glue's INCRBY / DECRBY).
  *
  *
  * RESPONSE HEADERS
@@ -160,7 +180,8 @@
  *     RateLimit-Policy: "per-key";q=10;w=1, "tpm";q=100000;qu="tokens";w=60
  *     RateLimit: "per-key";r=4;t=1, "tpm";r=99000;t=1
  *   q = rate, w = period in seconds, r = remaining; t = seconds until the
- *   bucket is full again (the window ends), or when the request is denied
+ *   bucket is full again (a fleet limit's estimate is back to 0, up to two
+ *   periods), or when the request is denied
  *   seconds until it may be retried; no t for AIGOV_LIMIT_NEVER.
  *   qu="tokens" is not (yet) in the draft's quota unit registry; it is
  *   sent anyway because leaving qu out would mean "requests".
@@ -219,7 +240,7 @@ typedef struct {
     int       allowed;          /* status == AIGOV_LIMIT_ALLOWED */
     uint64_t  limit;            /* the spec's rate: q and x-ratelimit-limit */
     uint64_t  remaining;        /* units that could still be taken now */
-    uint64_t  reset_ms;         /* until full again / the window ends */
+    uint64_t  reset_ms;         /* until full again (estimate 0) */
     uint64_t  retry_after_ms;   /* until this take would pass; 0 if allowed */
 } aigov_limit_result_t;
 
@@ -270,11 +291,15 @@ void aigov_gcra_settle(aigov_gcra_t *s, const aigov_limit_spec_t *spec,
     uint64_t now, uint64_t estimated, uint64_t actual);
 
 
-/* --- fixed windows, fleet limits ------------------------------------------ */
+/* --- sliding windows, fleet limits ---------------------------------------- */
+
+/* syncs that read the previous window's count after a window change */
+#define AIGOV_WINDOW_PREV_READS  2
 
 /*
- * 56 bytes per (key, limit) in shared memory; all zeroes is a fresh state.
- * Times are wall-clock ms; counters saturate at UINT32_MAX.
+ * 80 bytes per (key, limit) in shared memory; all zeroes is a fresh state.
+ * Times are wall-clock ms; counters saturate at UINT32_MAX.  The prev_
+ * fields are the same counts for the window before the current one.
  */
 typedef struct {
     uint64_t  window;       /* start of the current window, ms */
@@ -284,6 +309,11 @@ typedef struct {
     uint32_t  unsynced;     /* part of admitted not sent to Redis yet */
     uint32_t  inflight;     /* part of admitted sent, reply pending */
     uint32_t  global;       /* fleet count of this window (last reply) */
+    uint32_t  prev_admitted;
+    uint32_t  prev_unsynced;
+    uint32_t  prev_inflight;
+    uint32_t  prev_global;
+    uint32_t  prev_reads;   /* replies with prev_global since the change */
     uint32_t  offered;      /* offered here since the last send */
     uint32_t  share;        /* of fleet demand, 1/65536; 0: unknown (100%) */
     uint32_t  others;       /* other nodes' offered units per window */
@@ -294,7 +324,9 @@ typedef struct {
 typedef struct {
     uint64_t  window;       /* the window key the admitted units go to */
     uint32_t  admitted;     /* INCRBY <prefix>:<key>:<window> admitted */
+    uint32_t  prev_admitted;/* INCRBY <...>:<window - period> prev_admitted */
     uint32_t  offered;      /* INCRBY <prefix>:<key>:offered offered */
+    uint32_t  prev;         /* send the previous window's INCRBY (maybe 0) */
 } aigov_window_sync_t;
 
 
@@ -303,7 +335,10 @@ uint64_t aigov_window_start(const aigov_limit_spec_t *spec, uint64_t now);
 
 /*
  * Would cost units be admitted now?  Fills r (as if admitted when they
- * would be) and changes nothing.  Returns r->status.
+ * would be) and changes nothing.  Returns r->status.  r->reset_ms is the
+ * time until the estimate is back to 0 (the current window's count fades
+ * out with the next window), r->retry_after_ms the time until the
+ * estimate has room for cost, if nothing else is admitted meanwhile.
  */
 int aigov_window_check(const aigov_window_t *w,
     const aigov_limit_spec_t *spec, uint64_t now, uint32_t cost,
@@ -324,10 +359,11 @@ void aigov_window_charge(aigov_window_t *w, const aigov_limit_spec_t *spec,
 /*
  * Token usage known after the response, below the estimate: gives back
  * units admitted in the window that starts at window (the estimate's),
- * at most what this node admitted there, nothing once that window is
- * over.  What was not sent yet is taken off the next sync; the return
- * value is the part already sent to Redis, for the glue to take back
- * there (DECRBY).
+ * at most what this node admitted there, nothing once that window no
+ * longer counts (neither it nor the next one is the current window).
+ * What was not sent yet is taken off the next sync; the return value is
+ * the part already sent to Redis, for the glue to take back there
+ * (DECRBY of that window's key).
  */
 uint64_t aigov_window_refund(aigov_window_t *w,
     const aigov_limit_spec_t *spec, uint64_t now, uint64_t window,
@@ -346,22 +382,36 @@ void aigov_window_sync_begin(aigov_window_t *w,
 
 /*
  * Redis answered: global_admitted is what INCRBY returned for msg->window,
+ * global_prev what it returned for the previous window (when msg->prev),
  * global_offered what it returned for the offered counter.
  */
 void aigov_window_sync_done(aigov_window_t *w,
     const aigov_limit_spec_t *spec, const aigov_window_sync_t *msg,
-    uint64_t now, uint64_t global_admitted, uint64_t global_offered);
+    uint64_t now, uint64_t global_admitted, uint64_t global_prev,
+    uint64_t global_offered);
 
 /* Redis failed: the deltas go back, to be sent next time. */
 void aigov_window_sync_failed(aigov_window_t *w,
-    const aigov_window_sync_t *msg);
+    const aigov_limit_spec_t *spec, const aigov_window_sync_t *msg);
+
+/* Is there something to send or to learn: should the node stay dirty? */
+int aigov_window_wants_sync(const aigov_window_t *w);
 
 /*
- * Strict mode: decides from count, what INCRBY <window key> cost returned
- * (the fleet total including this request).  Returns r->status.
+ * Strict mode: Redis's script decided (admitted) from the fleet's count
+ * of the current window and of the previous one; count includes this
+ * request when admitted.  Fills r; returns r->status.
  */
 int aigov_window_strict(const aigov_limit_spec_t *spec, uint64_t now,
-    uint64_t count, uint32_t cost, aigov_limit_result_t *r);
+    uint64_t count, uint64_t prev, uint32_t cost, int admitted,
+    aigov_limit_result_t *r);
+
+/*
+ * The rule of the glue's strict script (Lua, in Redis), in C for the unit
+ * tests: would count + floor(prev * left / period) + cost <= rate?
+ */
+int aigov_window_admits(const aigov_limit_spec_t *spec, uint64_t now,
+    uint64_t count, uint64_t prev, uint64_t cost);
 
 
 /* --- several limits ------------------------------------------------------- */

@@ -300,7 +300,7 @@ aigov_gcra_settle(aigov_gcra_t *s, const aigov_limit_spec_t *spec,
 }
 
 
-/* --- fixed windows -------------------------------------------------------- */
+/* --- sliding windows ------------------------------------------------------ */
 
 uint64_t
 aigov_window_start(const aigov_limit_spec_t *spec, uint64_t now)
@@ -314,9 +314,12 @@ aigov_window_start(const aigov_limit_spec_t *spec, uint64_t now)
 
 
 /*
- * Moves the state to the window that holds now.  A clock that went back
- * to an earlier window keeps the current one: counts are never reset by
- * going back in time.
+ * Moves the state to the window that holds now: the current counts become
+ * the previous window's when the new window is the next one, else (a
+ * fresh state, or windows without a take in between) the previous window
+ * starts empty here and its fleet count is read again.  A clock that went
+ * back to an earlier window keeps the current one: counts are never reset
+ * by going back in time.
  */
 static void
 aigov_window_roll(aigov_window_t *w, const aigov_limit_spec_t *spec,
@@ -330,16 +333,70 @@ aigov_window_roll(aigov_window_t *w, const aigov_limit_spec_t *spec,
         return;
     }
 
-    /*
-     * Unsent admissions of the old window are dropped: the window is
-     * over, only nodes whose clocks lag behind would still count them.
-     * Offered units are not per window and stay.
-     */
+    if (w->window != 0 && start - w->window == spec->period_ms) {
+        w->prev_admitted = w->admitted;
+        w->prev_unsynced = w->unsynced;
+        w->prev_inflight = w->inflight;
+        w->prev_global = w->global;
+
+    } else {
+        /*
+         * Unsent admissions of a window two or more back are dropped: it
+         * no longer counts anywhere.  Offered units are not per window
+         * and stay.
+         */
+        w->prev_admitted = 0;
+        w->prev_unsynced = 0;
+        w->prev_inflight = 0;
+        w->prev_global = 0;
+    }
+
     w->window = start;
     w->admitted = 0;
     w->unsynced = 0;
     w->inflight = 0;
     w->global = 0;
+    w->prev_reads = 0;
+}
+
+
+/* what is left of the previous window's count: floor(prev * left / period) */
+static uint64_t
+aigov_window_carry(const aigov_limit_spec_t *spec, uint64_t prev,
+    uint64_t left)
+{
+    return aigov_limit_muldiv(prev, left, spec->period_ms, UINT64_MAX);
+}
+
+
+/*
+ * How long until count + carry(prev) + cost <= limit, if nothing more is
+ * counted: within this window while the previous count fades, else in the
+ * next one, where count is the previous count.  cost <= limit.
+ */
+static uint64_t
+aigov_window_wait(const aigov_limit_spec_t *spec, uint64_t count,
+    uint64_t prev, uint64_t cost, uint64_t limit, uint64_t left)
+{
+    uint64_t  room, keep;
+
+    if (count + cost > limit) {
+        /* the next window: floor(count * left' / period) <= limit - cost */
+        keep = aigov_limit_muldiv(limit - cost, spec->period_ms, count,
+                                  spec->period_ms);
+        return left + (spec->period_ms - keep);
+    }
+
+    room = limit - cost - count;
+
+    if (aigov_window_carry(spec, prev, left) <= room) {
+        return 0;
+    }
+
+    /* prev > 0 here: floor(prev * left' / period) <= room */
+    keep = aigov_limit_muldiv(room, spec->period_ms, prev, left);
+
+    return left - keep;
 }
 
 
@@ -384,7 +441,8 @@ int
 aigov_window_check(const aigov_window_t *w, const aigov_limit_spec_t *spec,
     uint64_t now, uint32_t cost, aigov_limit_result_t *r)
 {
-    uint64_t        allowance, known, mine, fleet, end;
+    uint64_t        allowance, fleet, fleet_prev, mine, mine_prev, left,
+                    behind, used, wait, mwait;
     aigov_window_t  cur;
 
     r->limit = spec->rate;
@@ -401,15 +459,27 @@ aigov_window_check(const aigov_window_t *w, const aigov_limit_spec_t *spec,
     cur = *w;
     aigov_window_roll(&cur, spec, now);
 
-    end = cur.window + spec->period_ms;
-    r->reset_ms = (end > now) ? end - now : 0;
+    /* a clock that went back: as if at the window's start, for longer */
+    behind = (now < cur.window) ? cur.window - now : 0;
+    left = cur.window + spec->period_ms - (now + behind);
 
     allowance = aigov_window_allowance(&cur, spec);
-    known = (uint64_t) cur.global + cur.unsynced + cur.inflight;
 
-    mine = (allowance > cur.admitted) ? allowance - cur.admitted : 0;
-    fleet = (spec->rate > known) ? spec->rate - known : 0;
-    r->remaining = (mine < fleet) ? mine : fleet;
+    fleet = (uint64_t) cur.global + cur.unsynced + cur.inflight;
+    fleet_prev = (uint64_t) cur.prev_global + cur.prev_unsynced
+                 + cur.prev_inflight;
+    mine = cur.admitted;
+    mine_prev = cur.prev_admitted;
+
+    r->reset_ms = (fleet > 0 || mine > 0) ? behind + left + spec->period_ms
+                  : (fleet_prev > 0 || mine_prev > 0) ? behind + left : 0;
+
+    used = mine + aigov_window_carry(spec, mine_prev, left);
+    r->remaining = (allowance > used) ? allowance - used : 0;
+
+    used = fleet + aigov_window_carry(spec, fleet_prev, left);
+    used = (spec->rate > used) ? spec->rate - used : 0;
+    r->remaining = (r->remaining < used) ? r->remaining : used;
 
     if (cost > spec->rate) {
         r->status = AIGOV_LIMIT_NEVER;
@@ -420,13 +490,29 @@ aigov_window_check(const aigov_window_t *w, const aigov_limit_spec_t *spec,
     if (cost > r->remaining) {
         r->status = AIGOV_LIMIT_REJECTED;
         r->allowed = 0;
-        r->retry_after_ms = (r->reset_ms > 0) ? r->reset_ms : 1;
+
+        wait = aigov_window_wait(spec, fleet, fleet_prev, cost, spec->rate,
+                                 left);
+
+        /* this window's share too small: the next one's may not be */
+        mwait = (cost <= allowance)
+                ? aigov_window_wait(spec, mine, mine_prev, cost, allowance,
+                                    left)
+                : left;
+        wait = (wait > mwait) ? wait : mwait;
+
+        r->retry_after_ms = (wait > 0) ? behind + wait : 1;
         return r->status;
     }
 
     r->status = AIGOV_LIMIT_ALLOWED;
     r->allowed = 1;
     r->remaining -= cost;
+
+    if (cost > 0) {
+        /* as if taken: it fades out with the next window */
+        r->reset_ms = behind + left + spec->period_ms;
+    }
 
     return r->status;
 }
@@ -459,27 +545,41 @@ aigov_window_charge(aigov_window_t *w, const aigov_limit_spec_t *spec,
 }
 
 
+/* gives back up to units of *admitted, the unsent part first */
+static uint64_t
+aigov_window_give_back(uint32_t *admitted, uint32_t *unsynced,
+    uint64_t units)
+{
+    uint64_t  unsent;
+
+    units = (units < *admitted) ? units : *admitted;
+    *admitted -= (uint32_t) units;
+
+    unsent = (units < *unsynced) ? units : *unsynced;
+    *unsynced -= (uint32_t) unsent;
+
+    /* in flight or in the fleet's count already */
+    return units - unsent;
+}
+
+
 uint64_t
 aigov_window_refund(aigov_window_t *w, const aigov_limit_spec_t *spec,
     uint64_t now, uint64_t window, uint64_t units)
 {
-    uint64_t  unsent;
-
     aigov_window_roll(w, spec, now);
 
-    if (window != w->window) {
-        /* the estimate's window is over: its count no longer matters */
-        return 0;
+    if (window == w->window) {
+        return aigov_window_give_back(&w->admitted, &w->unsynced, units);
     }
 
-    units = (units < w->admitted) ? units : w->admitted;
-    w->admitted -= (uint32_t) units;
+    if (window + spec->period_ms == w->window) {
+        return aigov_window_give_back(&w->prev_admitted, &w->prev_unsynced,
+                                      units);
+    }
 
-    unsent = (units < w->unsynced) ? units : w->unsynced;
-    w->unsynced -= (uint32_t) unsent;
-
-    /* in flight or in the fleet's count already */
-    return units - unsent;
+    /* the estimate's window no longer counts */
+    return 0;
 }
 
 
@@ -505,17 +605,21 @@ aigov_window_sync_begin(aigov_window_t *w, const aigov_limit_spec_t *spec,
 {
     /*
      * Roll first: the reply should be the count of the window we are in,
-     * even when this node admitted nothing lately.  Unsent admissions of
-     * an older window were already dropped by the roll (see there).
+     * even when this node admitted nothing lately.
      */
     aigov_window_roll(w, spec, now);
 
     msg->window = w->window;
     msg->admitted = w->unsynced;
+    msg->prev_admitted = w->prev_unsynced;
     msg->offered = w->offered;
+    msg->prev = (w->prev_unsynced > 0
+                 || w->prev_reads < AIGOV_WINDOW_PREV_READS);
 
     w->inflight = aigov_limit_add32(w->inflight, w->unsynced);
     w->unsynced = 0;
+    w->prev_inflight = aigov_limit_add32(w->prev_inflight, w->prev_unsynced);
+    w->prev_unsynced = 0;
     w->offered = 0;
 }
 
@@ -535,20 +639,48 @@ aigov_window_ewma(uint64_t old, uint64_t obs, uint64_t n)
 }
 
 
+static uint32_t
+aigov_window_sub32(uint32_t a, uint32_t b)
+{
+    return (a > b) ? a - b : 0;
+}
+
+
+static uint32_t
+aigov_window_u32(uint64_t v)
+{
+    return (v > UINT32_MAX) ? UINT32_MAX : (uint32_t) v;
+}
+
+
 void
 aigov_window_sync_done(aigov_window_t *w, const aigov_limit_spec_t *spec,
     const aigov_window_sync_t *msg, uint64_t now, uint64_t global_admitted,
-    uint64_t global_offered)
+    uint64_t global_prev, uint64_t global_offered)
 {
     uint64_t  demand, obs, others, elapsed;
 
     if (msg->window == w->window) {
-        w->inflight = (w->inflight > msg->admitted)
-                      ? w->inflight - msg->admitted : 0;
+        w->inflight = aigov_window_sub32(w->inflight, msg->admitted);
 
         /* Redis's count includes msg->admitted and every other node's */
-        w->global = (global_admitted > UINT32_MAX)
-                    ? UINT32_MAX : (uint32_t) global_admitted;
+        w->global = aigov_window_u32(global_admitted);
+
+        if (msg->prev) {
+            w->prev_inflight = aigov_window_sub32(w->prev_inflight,
+                                                  msg->prev_admitted);
+            w->prev_global = aigov_window_u32(global_prev);
+
+            if (w->prev_reads < AIGOV_WINDOW_PREV_READS) {
+                w->prev_reads++;
+            }
+        }
+
+    } else if (msg->window + spec->period_ms == w->window) {
+        /* the window changed meanwhile: the message's is the previous */
+        w->prev_inflight = aigov_window_sub32(w->prev_inflight,
+                                              msg->admitted);
+        w->prev_global = aigov_window_u32(global_admitted);
     }
 
     /*
@@ -601,12 +733,25 @@ aigov_window_sync_done(aigov_window_t *w, const aigov_limit_spec_t *spec,
 
 
 void
-aigov_window_sync_failed(aigov_window_t *w, const aigov_window_sync_t *msg)
+aigov_window_sync_failed(aigov_window_t *w, const aigov_limit_spec_t *spec,
+    const aigov_window_sync_t *msg)
 {
     if (msg->window == w->window) {
-        w->inflight = (w->inflight > msg->admitted)
-                      ? w->inflight - msg->admitted : 0;
+        w->inflight = aigov_window_sub32(w->inflight, msg->admitted);
         w->unsynced = aigov_limit_add32(w->unsynced, msg->admitted);
+
+        if (msg->prev) {
+            w->prev_inflight = aigov_window_sub32(w->prev_inflight,
+                                                  msg->prev_admitted);
+            w->prev_unsynced = aigov_limit_add32(w->prev_unsynced,
+                                                 msg->prev_admitted);
+        }
+
+    } else if (msg->window + spec->period_ms == w->window) {
+        w->prev_inflight = aigov_window_sub32(w->prev_inflight,
+                                              msg->admitted);
+        w->prev_unsynced = aigov_limit_add32(w->prev_unsynced,
+                                             msg->admitted);
     }
 
     w->offered = aigov_limit_add32(w->offered, msg->offered);
@@ -614,10 +759,43 @@ aigov_window_sync_failed(aigov_window_t *w, const aigov_window_sync_t *msg)
 
 
 int
-aigov_window_strict(const aigov_limit_spec_t *spec, uint64_t now,
-    uint64_t count, uint32_t cost, aigov_limit_result_t *r)
+aigov_window_wants_sync(const aigov_window_t *w)
 {
-    uint64_t  end;
+    return w->unsynced > 0 || w->offered > 0 || w->prev_unsynced > 0
+           || w->prev_reads < AIGOV_WINDOW_PREV_READS;
+}
+
+
+static uint64_t
+aigov_window_left(const aigov_limit_spec_t *spec, uint64_t now)
+{
+    return aigov_window_start(spec, now) + spec->period_ms - now;
+}
+
+
+int
+aigov_window_admits(const aigov_limit_spec_t *spec, uint64_t now,
+    uint64_t count, uint64_t prev, uint64_t cost)
+{
+    uint64_t  used;
+
+    if (spec->period_ms == 0 || cost > spec->rate || count > spec->rate) {
+        return 0;
+    }
+
+    used = count + aigov_window_carry(spec, prev,
+                                      aigov_window_left(spec, now));
+
+    return used <= spec->rate && cost <= spec->rate - used;
+}
+
+
+int
+aigov_window_strict(const aigov_limit_spec_t *spec, uint64_t now,
+    uint64_t count, uint64_t prev, uint32_t cost, int admitted,
+    aigov_limit_result_t *r)
+{
+    uint64_t  left, used, wait;
 
     r->limit = spec->rate;
     r->retry_after_ms = 0;
@@ -630,14 +808,18 @@ aigov_window_strict(const aigov_limit_spec_t *spec, uint64_t now,
         return r->status;
     }
 
-    end = aigov_window_start(spec, now) + spec->period_ms;
-    r->reset_ms = end - now;
-    r->remaining = (count < spec->rate) ? spec->rate - count : 0;
+    left = aigov_window_left(spec, now);
+    used = count + aigov_window_carry(spec, prev, left);
 
-    if (count > spec->rate) {
+    r->remaining = (used < spec->rate) ? spec->rate - used : 0;
+    r->reset_ms = (count > 0) ? left + spec->period_ms
+                  : (prev > 0) ? left : 0;
+
+    if (!admitted) {
         r->status = AIGOV_LIMIT_REJECTED;
         r->allowed = 0;
-        r->retry_after_ms = r->reset_ms;
+        wait = aigov_window_wait(spec, count, prev, cost, spec->rate, left);
+        r->retry_after_ms = (wait > 0) ? wait : 1;
         return r->status;
     }
 

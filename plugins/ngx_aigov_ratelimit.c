@@ -111,7 +111,7 @@ typedef struct ngx_aigov_limit_node_s  ngx_aigov_limit_node_t;
  * line and the next one or two, instead of three lines with the state
  * between.  A local node's key is its group's prefix and the key, its
  * state the group's GCRA states (ngx_aigov_limit_local_t); a synced
- * node's key is "NAME:KEY", its state a window (56 bytes).
+ * node's key is "NAME:KEY", its state a window (80 bytes).
  */
 struct ngx_aigov_limit_node_s {
     ngx_aigov_limit_node_t        *next;     /* in its hash bucket */
@@ -304,14 +304,16 @@ typedef struct {
     aigov_limit_result_t           result;
     ngx_str_t                      digits;       /* remaining, in RateLimit */
     ngx_aigov_limit_node_t        *node;         /* valid under the lock */
-    ngx_aigov_redis_cmd_t         *cmd;          /* strict: pending INCRBY */
-    uint64_t                       count;        /* strict: INCRBY's reply */
+    ngx_aigov_redis_cmd_t         *cmd;          /* strict: pending script */
+    uint64_t                       count;        /* strict: window's count */
+    uint64_t                       prev;         /* strict: previous one's */
     uint64_t                       window;       /* strict: window counted */
     uint64_t                       now;          /* strict: when sent */
     unsigned                       skip:1;       /* empty key */
     unsigned                       dry:1;
     unsigned                       committed:1;
     unsigned                       redis:2;      /* strict: R_* */
+    unsigned                       admitted:1;   /* strict: Redis said yes */
     unsigned                       rejected:1;   /* refused (not dry) */
     unsigned                       dry_rejected:1;
     unsigned                       unavailable:1;
@@ -349,9 +351,11 @@ typedef struct {
     ngx_aigov_limit_policy_t      *policy;
     aigov_window_sync_t            msg;
     uint64_t                       global;
+    uint64_t                       global_prev;
+    uint64_t                       offered;
     uint32_t                       hash;
+    ngx_uint_t                     pending;      /* replies to come */
     ngx_uint_t                     failed;
-    ngx_uint_t                     ping;
     size_t                         len;
     u_char                         data[1];
 } ngx_aigov_limit_sync_t;
@@ -435,10 +439,13 @@ static uint64_t ngx_aigov_limit_wall(void);
 static void ngx_aigov_limit_sync_handler(ngx_event_t *ev);
 static void ngx_aigov_limit_sync_zone(ngx_aigov_limit_zone_t *zone,
     ngx_aigov_redis_t *rds, ngx_str_t *prefix, ngx_msec_t now);
+static void ngx_aigov_limit_sync_prev(void *data, redisReply *reply);
 static void ngx_aigov_limit_sync_window(void *data, redisReply *reply);
 static void ngx_aigov_limit_sync_offered(void *data, redisReply *reply);
-static void ngx_aigov_limit_sync_end(ngx_aigov_limit_sync_t *s,
-    uint64_t offered);
+static void ngx_aigov_limit_sync_reply(ngx_aigov_limit_sync_t *s,
+    redisReply *reply, uint64_t *v);
+static void ngx_aigov_limit_sync_end(ngx_aigov_limit_sync_t *s);
+static ngx_msec_t ngx_aigov_limit_ttl(aigov_limit_spec_t *spec);
 static void ngx_aigov_limit_ping_reply(void *data, redisReply *reply);
 static ngx_int_t ngx_aigov_limit_incrby(ngx_aigov_redis_t *rds,
     ngx_str_t *key, uint64_t units, ngx_msec_t ttl,
@@ -1000,12 +1007,13 @@ ngx_aigov_limit_run(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx,
 
             if (it->redis == NGX_AIGOV_LIMIT_R_OK) {
                 (void) aigov_window_strict(&p->spec, it->now, it->count,
-                                           it->cost, &it->result);
+                                           it->prev, it->cost, it->admitted,
+                                           &it->result);
 
             } else {
                 /* not asked yet, or Redis failed: full as far as we know */
-                (void) aigov_window_strict(&p->spec, wall, it->cost,
-                                           it->cost, &it->result);
+                (void) aigov_window_strict(&p->spec, wall, it->cost, 0,
+                                           it->cost, 1, &it->result);
 
                 if (it->redis == NGX_AIGOV_LIMIT_R_FAILED
                     || (final && it->redis == NGX_AIGOV_LIMIT_R_NONE))
@@ -1361,7 +1369,82 @@ ngx_aigov_limit_finish(ngx_http_request_t *r, ngx_aigov_ctx_t *actx,
 }
 
 
-/* Strict fleet limits: INCRBY the window's key, wait for the answer. */
+/*
+ * Strict fleet limits: a script decides in Redis, atomically, with the
+ * rule of aigov_window_admits(): C, the window's count, and P, the
+ * previous window's; cost units are added to C (and its key's expiry
+ * renewed) only when C + floor(P * left / period) + cost <= rate.  It
+ * answers {admitted, C (with cost when admitted), P}.  KEYS: the window's
+ * key, the previous window's; ARGV: cost, rate, left, period (ms), ttl.
+ * (Lua's numbers are doubles: exact while P * left stays below 2^53.)
+ */
+static const char  ngx_aigov_limit_strict_lua[] =
+    "local c = tonumber(redis.call('GET', KEYS[1]) or '0') or 0\n"
+    "local p = tonumber(redis.call('GET', KEYS[2]) or '0') or 0\n"
+    "if c < 0 then c = 0 end\n"
+    "if p < 0 then p = 0 end\n"
+    "local n = tonumber(ARGV[1])\n"
+    "if c + math.floor(p * tonumber(ARGV[3]) / tonumber(ARGV[4])) + n\n"
+    "   <= tonumber(ARGV[2]) then\n"
+    "  c = redis.call('INCRBY', KEYS[1], n)\n"
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
+    "  return {1, c, p}\n"
+    "end\n"
+    "return {0, c, p}\n";
+
+
+static ngx_aigov_redis_cmd_t *
+ngx_aigov_limit_strict_eval(ngx_aigov_redis_t *rds, ngx_aigov_limit_item_t *it)
+{
+    uint64_t                   period;
+    ngx_uint_t                 i;
+    const char                *argv[10];
+    size_t                     argvlen[10];
+    ngx_aigov_limit_policy_t  *pol;
+    u_char                     cur[NGX_AIGOV_LIMIT_RKEY_LEN],
+                               prev[NGX_AIGOV_LIMIT_RKEY_LEN],
+                               num[5][NGX_INT64_LEN];
+
+    pol = it->policy;
+    period = pol->spec.period_ms;
+
+    argv[0] = "EVAL";
+    argv[1] = ngx_aigov_limit_strict_lua;
+    argv[2] = "2";
+    argv[3] = (const char *) cur;
+    argvlen[3] = ngx_snprintf(cur, sizeof(cur), "%Vrl:%V:%uL",
+                              ngx_aigov_limit_redis_prefix(), &it->key,
+                              it->window / 1000)
+                 - cur;
+    argv[4] = (const char *) prev;
+    argvlen[4] = ngx_snprintf(prev, sizeof(prev), "%Vrl:%V:%uL",
+                              ngx_aigov_limit_redis_prefix(), &it->key,
+                              (it->window - period) / 1000)
+                 - prev;
+
+    argvlen[5] = ngx_sprintf(num[0], "%uD", it->cost) - num[0];
+    argvlen[6] = ngx_sprintf(num[1], "%uD", pol->spec.rate) - num[1];
+    argvlen[7] = ngx_sprintf(num[2], "%uL", it->window + period - it->now)
+                 - num[2];
+    argvlen[8] = ngx_sprintf(num[3], "%uL", period) - num[3];
+    argvlen[9] = ngx_sprintf(num[4], "%M", ngx_aigov_limit_ttl(&pol->spec))
+                 - num[4];
+
+    for (i = 0; i < 5; i++) {
+        argv[5 + i] = (const char *) num[i];
+    }
+
+    argvlen[0] = 4;
+    argvlen[1] = sizeof(ngx_aigov_limit_strict_lua) - 1;
+    argvlen[2] = 1;
+
+    /* the command is formatted at once: the buffers may live on the stack */
+    return ngx_aigov_redis_send(rds, ngx_aigov_limit_strict_reply, it, 10,
+                                argv, argvlen);
+}
+
+
+/* Strict fleet limits: ask Redis's script, wait for the answer. */
 
 static ngx_int_t
 ngx_aigov_limit_strict_send(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx)
@@ -1388,14 +1471,10 @@ ngx_aigov_limit_strict_send(ngx_http_request_t *r, ngx_aigov_limit_ctx_t *ctx)
         it->now = wall;
         it->window = aigov_window_start(&pol->spec, wall);
 
-        if (rds == NULL
-            || ngx_aigov_limit_window_send(rds, it->key.data, it->key.len,
-                                           it->window, it->cost,
-                                           pol->spec.period_ms + 60000,
-                                           ngx_aigov_limit_strict_reply, it,
-                                           &it->cmd, "INCRBY")
-               != NGX_OK)
-        {
+        it->cmd = (rds != NULL) ? ngx_aigov_limit_strict_eval(rds, it)
+                                : NULL;
+
+        if (it->cmd == NULL) {
             it->redis = NGX_AIGOV_LIMIT_R_FAILED;
             continue;
         }
@@ -1428,12 +1507,27 @@ ngx_aigov_limit_strict_reply(void *data, redisReply *reply)
 
     it->cmd = NULL;
 
-    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer >= 0) {
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3
+        && reply->element[0]->type == REDIS_REPLY_INTEGER
+        && reply->element[1]->type == REDIS_REPLY_INTEGER
+        && reply->element[2]->type == REDIS_REPLY_INTEGER
+        && reply->element[1]->integer >= 0
+        && reply->element[2]->integer >= 0)
+    {
         it->redis = NGX_AIGOV_LIMIT_R_OK;
-        it->count = (uint64_t) reply->integer;
+        it->admitted = (reply->element[0]->integer == 1);
+        it->count = (uint64_t) reply->element[1]->integer;
+        it->prev = (uint64_t) reply->element[2]->integer;
 
     } else {
         it->redis = NGX_AIGOV_LIMIT_R_FAILED;
+
+        if (reply && reply->type == REDIS_REPLY_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "aigov_limit \"%V\": redis refused the strict "
+                          "limit's script: %*s", &it->policy->name,
+                          ngx_min(reply->len, 200), reply->str);
+        }
     }
 
     ctx = it->ctx;
@@ -2235,9 +2329,9 @@ ngx_aigov_limit_log(ngx_http_request_t *r, ngx_aigov_ctx_t *actx)
 
         if (pol->mode == NGX_AIGOV_LIMIT_STRICT) {
             if (ctx->used < it->cost
-                && wall >= it->window + pol->spec.period_ms)
+                && wall >= it->window + 2 * (uint64_t) pol->spec.period_ms)
             {
-                /* the estimate's window is over: nothing to give back */
+                /* the estimate's window no longer counts: nothing back */
                 continue;
             }
 
@@ -2252,7 +2346,7 @@ ngx_aigov_limit_log(ngx_http_request_t *r, ngx_aigov_ctx_t *actx)
                                            it->key.len,
                                            aigov_window_start(&pol->spec, wall),
                                            ctx->used - it->cost,
-                                           pol->spec.period_ms + 60000,
+                                           ngx_aigov_limit_ttl(&pol->spec),
                                            NULL, NULL, NULL, "INCRBY");
 
             } else {
@@ -2260,7 +2354,7 @@ ngx_aigov_limit_log(ngx_http_request_t *r, ngx_aigov_ctx_t *actx)
                 (void) ngx_aigov_limit_window_send(rds, it->key.data,
                                            it->key.len, it->window,
                                            it->cost - ctx->used,
-                                           pol->spec.period_ms + 60000,
+                                           ngx_aigov_limit_ttl(&pol->spec),
                                            NULL, NULL, NULL, "DECRBY");
             }
 
@@ -2313,7 +2407,7 @@ ngx_aigov_limit_log(ngx_http_request_t *r, ngx_aigov_ctx_t *actx)
 
             (void) ngx_aigov_limit_window_send(rds, it->key.data, it->key.len,
                                                it->window, sent,
-                                               pol->spec.period_ms + 60000,
+                                               ngx_aigov_limit_ttl(&pol->spec),
                                                NULL, NULL, NULL, "DECRBY");
         }
     }
@@ -2330,6 +2424,18 @@ ngx_aigov_limit_wall(void)
     tp = ngx_timeofday();
 
     return (uint64_t) tp->sec * 1000 + tp->msec;
+}
+
+
+/*
+ * A window's key in Redis counts until the next window ends (it is then
+ * the previous window of the estimate): two periods from the window's
+ * start, and a minute for clocks that differ between the nodes.
+ */
+static ngx_msec_t
+ngx_aigov_limit_ttl(aigov_limit_spec_t *spec)
+{
+    return 2 * (ngx_msec_t) spec->period_ms + 60000;
 }
 
 
@@ -2601,8 +2707,10 @@ ngx_aigov_limit_idle(ngx_aigov_limit_node_t *node, uint64_t now,
         return 1;
     }
 
+    /* the window and the next one are over: nothing counts any longer */
     return !node->is_dirty && ngx_aigov_limit_state(node)->window.inflight == 0
-           && ngx_aigov_limit_state(node)->window.window + node->period
+           && ngx_aigov_limit_state(node)->window.prev_inflight == 0
+           && ngx_aigov_limit_state(node)->window.window + 2 * node->period
               <= wall;
 }
 
@@ -3002,8 +3110,10 @@ ngx_aigov_limit_sync_zone(ngx_aigov_limit_zone_t *zone,
         s->policy = pol;
         s->msg = msg;
         s->global = 0;
+        s->global_prev = 0;
+        s->offered = 0;
+        s->pending = 0;
         s->failed = 0;
-        s->ping = 0;
         s->hash = node->hash;
         s->len = node->len;
         ngx_memcpy(s->data, node->data, node->len);
@@ -3015,35 +3125,67 @@ ngx_aigov_limit_sync_zone(ngx_aigov_limit_zone_t *zone,
 
     sent = 0;
 
+    /*
+     * Pipelined, the replies come in this order; the last one ends the
+     * sync (ngx_aigov_limit_sync_end()).  A command that cannot be sent
+     * (no connection) fails the sync: its deltas go back.
+     */
     for (i = 0; i < n; i++) {
         s = batch[i];
 
-        if (ngx_aigov_limit_window_send(rds, s->data, s->len, s->msg.window,
-                                        s->msg.admitted,
-                                        s->policy->spec.period_ms + 60000,
-                                        ngx_aigov_limit_sync_window, s, NULL,
-                                        "INCRBY")
-            != NGX_OK)
+        /* the previous window: INCRBY our unsent units, else only GET */
+        if (s->msg.prev
+            && ngx_aigov_limit_window_send(rds, s->data, s->len,
+                                    s->msg.window - s->policy->spec.period_ms,
+                                    s->msg.prev_admitted,
+                                    s->msg.prev_admitted
+                                    ? ngx_aigov_limit_ttl(&s->policy->spec)
+                                    : 0,
+                                    ngx_aigov_limit_sync_prev, s, NULL,
+                                    s->msg.prev_admitted ? "INCRBY" : "GET")
+               != NGX_OK)
         {
             s->failed = 1;
-            ngx_aigov_limit_sync_end(s, 0);
-            continue;
         }
 
-        key.data = buf;
-        key.len = ngx_snprintf(buf, sizeof(buf), "%Vrl:%*s:offered", prefix,
-                               s->len, s->data)
-                  - buf;
+        s->pending += s->msg.prev && !s->failed;
 
-        if (ngx_aigov_limit_incrby(rds, &key, s->msg.offered,
-                                   2 * (ngx_msec_t) s->policy->spec.period_ms
-                                   + 60000,
-                                   ngx_aigov_limit_sync_offered, s, NULL,
-                                   "INCRBY")
-            != NGX_OK)
+        if (!s->failed
+            && ngx_aigov_limit_window_send(rds, s->data, s->len,
+                                           s->msg.window, s->msg.admitted,
+                                           ngx_aigov_limit_ttl(
+                                                          &s->policy->spec),
+                                           ngx_aigov_limit_sync_window, s,
+                                           NULL, "INCRBY")
+               != NGX_OK)
         {
-            /* the first reply ends it: sync_window sees s->failed */
-            s->failed = 2;
+            s->failed = 1;
+        }
+
+        s->pending += !s->failed;
+
+        if (!s->failed) {
+            key.data = buf;
+            key.len = ngx_snprintf(buf, sizeof(buf), "%Vrl:%*s:offered",
+                                   prefix, s->len, s->data)
+                      - buf;
+
+            if (ngx_aigov_limit_incrby(rds, &key, s->msg.offered,
+                                       ngx_aigov_limit_ttl(&s->policy->spec),
+                                       ngx_aigov_limit_sync_offered, s, NULL,
+                                       "INCRBY")
+                != NGX_OK)
+            {
+                s->failed = 1;
+
+            } else {
+                s->pending++;
+            }
+        }
+
+        if (s->pending == 0) {
+            ngx_aigov_limit_sync_end(s);
+            continue;
         }
 
         sent++;
@@ -3082,36 +3224,68 @@ ngx_aigov_limit_ping_reply(void *data, redisReply *reply)
 }
 
 
+/* One reply of a sync: the integer in *v, or the sync fails. */
+
+static void
+ngx_aigov_limit_sync_reply(ngx_aigov_limit_sync_t *s, redisReply *reply,
+    uint64_t *v)
+{
+    off_t  n;
+
+    if (reply && reply->type == REDIS_REPLY_NIL) {
+        /* GET: nobody counted anything in that window */
+        *v = 0;
+
+    } else if (reply && reply->type == REDIS_REPLY_STRING) {
+        /* GET: a count; below 0 after refunds is none */
+        n = (reply->len > 0 && reply->str[0] == '-')
+            ? 0 : ngx_atoof((u_char *) reply->str, reply->len);
+
+        if (n == NGX_ERROR) {
+            s->failed = 1;
+
+        } else {
+            *v = (uint64_t) n;
+        }
+
+    } else if (reply == NULL || reply->type != REDIS_REPLY_INTEGER
+               || reply->integer < 0)
+    {
+        if (reply && reply->type == REDIS_REPLY_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "aigov_limit \"%V\": redis refused a sync "
+                          "command: %*s",
+                          &s->policy->name, ngx_min(reply->len, 200),
+                          reply->str);
+        }
+
+        s->failed = 1;
+
+    } else {
+        *v = (uint64_t) reply->integer;
+    }
+
+    if (--s->pending == 0) {
+        ngx_aigov_limit_sync_end(s);
+    }
+}
+
+
+static void
+ngx_aigov_limit_sync_prev(void *data, redisReply *reply)
+{
+    ngx_aigov_limit_sync_t *s = data;
+
+    ngx_aigov_limit_sync_reply(s, reply, &s->global_prev);
+}
+
+
 static void
 ngx_aigov_limit_sync_window(void *data, redisReply *reply)
 {
     ngx_aigov_limit_sync_t *s = data;
 
-    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER
-        || reply->integer < 0)
-    {
-        if (reply && reply->type == REDIS_REPLY_ERROR) {
-            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                          "aigov_limit \"%V\": redis refused INCRBY: %*s",
-                          &s->policy->name, ngx_min(reply->len, 200),
-                          reply->str);
-        }
-
-        if (s->failed == 2) {
-            /* the offered INCRBY was never sent: end here */
-            ngx_aigov_limit_sync_end(s, 0);
-            return;
-        }
-
-        s->failed = 1;
-        return;
-    }
-
-    s->global = (uint64_t) reply->integer;
-
-    if (s->failed == 2) {
-        ngx_aigov_limit_sync_end(s, 0);
-    }
+    ngx_aigov_limit_sync_reply(s, reply, &s->global);
 }
 
 
@@ -3120,20 +3294,12 @@ ngx_aigov_limit_sync_offered(void *data, redisReply *reply)
 {
     ngx_aigov_limit_sync_t *s = data;
 
-    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER
-        || reply->integer < 0)
-    {
-        s->failed = 1;
-        ngx_aigov_limit_sync_end(s, 0);
-        return;
-    }
-
-    ngx_aigov_limit_sync_end(s, (uint64_t) reply->integer);
+    ngx_aigov_limit_sync_reply(s, reply, &s->offered);
 }
 
 
 static void
-ngx_aigov_limit_sync_end(ngx_aigov_limit_sync_t *s, uint64_t offered)
+ngx_aigov_limit_sync_end(ngx_aigov_limit_sync_t *s)
 {
     ngx_str_t                 key;
     ngx_aigov_limit_zone_t   *zone;
@@ -3150,14 +3316,21 @@ ngx_aigov_limit_sync_end(ngx_aigov_limit_sync_t *s, uint64_t offered)
     if (node && node->kind == NGX_AIGOV_LIMIT_SYNCED) {
         if (s->failed) {
             aigov_window_sync_failed(&ngx_aigov_limit_state(node)->window,
-                                     &s->msg);
+                                     &s->policy->spec, &s->msg);
             ngx_aigov_limit_dirty(zone, node);
 
         } else {
             aigov_window_sync_done(&ngx_aigov_limit_state(node)->window,
                                    &s->policy->spec, &s->msg,
                                    ngx_aigov_limit_wall(), s->global,
-                                   offered);
+                                   s->global_prev, s->offered);
+
+            if (aigov_window_wants_sync(
+                                     &ngx_aigov_limit_state(node)->window))
+            {
+                /* the previous window's count is still to be read */
+                ngx_aigov_limit_dirty(zone, node);
+            }
         }
     }
 
@@ -3181,8 +3354,8 @@ ngx_aigov_limit_sync_end(ngx_aigov_limit_sync_t *s, uint64_t offered)
 
 
 /*
- * INCRBY (or DECRBY) key units, then PEXPIRE key ttl (0: none), pipelined.
- * handler gets the INCRBY's reply.
+ * INCRBY (or DECRBY) key units, then PEXPIRE key ttl (0: none), pipelined;
+ * or GET key (units unused, ttl 0).  handler gets the first reply.
  */
 
 /* INCRBY / DECRBY of the fleet's count of one window, "<prefix>rl:KEY:<s>" */
@@ -3225,7 +3398,10 @@ ngx_aigov_limit_incrby(ngx_aigov_redis_t *rds, ngx_str_t *key, uint64_t units,
     argv[2] = (const char *) n;
     argvlen[2] = ngx_sprintf(n, "%uL", units) - n;
 
-    c = ngx_aigov_redis_send(rds, handler, data, 3, argv, argvlen);
+    /* GET key: no units */
+    c = ngx_aigov_redis_send(rds, handler, data,
+                             (ngx_strcmp(op, "GET") == 0) ? 2 : 3, argv,
+                             argvlen);
     if (c == NULL) {
         return NGX_ERROR;
     }
@@ -4027,7 +4203,8 @@ ngx_aigov_limit_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "burst= does not apply to the global "
                                "aigov_limit \"%V\": a fleet limit admits its "
-                               "rate per window, all at once if it comes so",
+                               "rate per sliding window, all at once if it "
+                               "comes so",
                                &name);
             return NGX_CONF_ERROR;
         }

@@ -708,7 +708,7 @@ my @bad = (
     ['burst not a number', $Z, ["aigov_limit x $K rate=1r/s burst=5k;"],
      qr/invalid burst "burst=5k" in aigov_limit "x": the burst must be a whole number/],
     ['burst on a global limit', "$Z    aigov_redis 127.0.0.1:6379;\n", ["aigov_limit x $K rate=1r/s burst=5 global;"],
-     qr/burst= does not apply to the global aigov_limit "x": a fleet limit admits its rate per window, all at once if it comes so/],
+     qr/burst= does not apply to the global aigov_limit "x": a fleet limit admits its rate per sliding window, all at once if it comes so/],
     ['bad global', $Z, ["aigov_limit x $K rate=1r/s global=fast;"],
      qr/invalid "global=fast" in aigov_limit "x": use "global" \(synced\) or "global=strict"/],
     ['sync without global', $Z, ["aigov_limit x $K rate=1r/s sync=1s;"], qr/sync= needs "global" in aigov_limit "x" in \S+:\d+/],

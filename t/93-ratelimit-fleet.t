@@ -4,7 +4,12 @@
 #    deltas every sync interval; under load from both nodes at once the
 #    fleet admits within 10 % of the rate per window (measured from the
 #    access logs, window by window);
-#  - "global=strict": every request asks Redis (INCRBY), exact per window;
+#  - "global=strict": every request runs the limit's script in Redis,
+#    exact: never more than the rate in a window;
+#  - both decide on a sliding window estimate: under overload the
+#    admissions spread over each window (not the whole quota at its start),
+#    and a burst at a window's end is not followed by a second one at the
+#    next window's start;
 #  - Redis SIGSTOPped, then killed: on_redis_error=open serves every
 #    request (local decisions), on_redis_error=closed answers 503
 #    rate-limit-unavailable; both recover when Redis is back;
@@ -130,6 +135,20 @@ sub node_conf {
             proxy_pass http://be;
         }
 
+        location /sburst {
+            aigov_route model=m;
+            aigov_limit sburst zone=rl key=\$http_x_key rate=10r/s
+                        global=strict redis_timeout=1s;
+            proxy_pass http://be;
+        }
+
+        location /gburst {
+            aigov_route model=m;
+            aigov_limit gburst zone=rl key=\$http_x_key rate=10r/s global
+                        sync=100ms;
+            proxy_pass http://be;
+        }
+
         location /flip {
             aigov_route model=m;
             aigov_limit flip zone=rl key=\$http_x_key rate=1r/m$flip;
@@ -183,6 +202,23 @@ sub per_window {
     return ([map { $ok{$_} // 0 } @w], \%per_node);
 }
 
+# admitted (200) in the first $ms ms of each whole-second window, as
+# per_window() chooses them
+sub per_window_head {
+    my ($file, $ms) = @_;
+    my (%head, %all);
+    for my $n (@NODES) {
+        for my $l (read_log($n, $file)) {
+            my $w = int($l->[0]);
+            $all{$w} = 1;
+            $head{$w}++ if $l->[1] == 200 && $l->[0] - $w < $ms / 1000;
+        }
+    }
+    my @w = sort { $a <=> $b } keys %all;
+    @w = @w[2 .. $#w - 1] if @w > 3;
+    return [map { $head{$_} // 0 } @w];
+}
+
 sub limit_of {
     my ($n, $name) = @_;
     my $s = $n->get('/status');
@@ -219,6 +255,12 @@ sub mean { my $s = 0; $s += $_ for @_; return @_ ? $s / @_ : 0 }
     my ($lo, $hi) = (sort { $a <=> $b } @$win)[0, -1];
     ok $hi <= ($ASAN ? 200 : 150), "synced: no window far over (max $hi)";
     ok(($per_node->{a} // 0) > 0 && ($per_node->{b} // 0) > 0, 'synced: both nodes admit a share');
+
+    # a fixed window would admit its whole quota in its first moments
+    my $head = per_window_head('fleet.log', 200);
+    my $mh = mean(@$head);
+    diag sprintf("synced: admitted in the first 200 ms of each window: %s; mean %.1f", join(' ', @$head), $mh);
+    ok $mh <= 45, sprintf('synced: the admissions spread over the window (mean %.1f of 100 in its first 200 ms)', $mh);
 
     my $z = zone_redis($A);
     ok $z->{syncs} > 10, "synced: node a sent its deltas ($z->{syncs} syncs)";
@@ -329,11 +371,38 @@ sub mean { my $s = 0; $s += $_ for @_; return @_ ? $s / @_ : 0 }
         is scalar(grep { $_ != 50 } @$win), 0, 'strict: exactly the rate in every whole window';
     }
 
+    my $head = per_window_head('strict.log', 200);
+    diag "strict: admitted in the first 200 ms of each window: @$head";
+    # floor(50 * 800 / 1000) = 40 of the previous window's 50 still count
+    is scalar(grep { $_ > 11 } @$head), 0, 'strict: at most about 10 of 50 in the first 200 ms of a window';
+
     my $keys = redis_cmd($rport, 'KEYS', 'aigov:rl:strict:all:*');
     ok @$keys >= 4, 'strict: one Redis key per window: aigov:rl:strict:all:<unix second>';
     like $keys->[0], qr/^aigov:rl:strict:all:\d{10}$/, "strict: key name ($keys->[0])";
     my $ttl = redis_cmd($rport, 'PTTL', $keys->[0]);
-    ok $ttl > 0 && $ttl <= 61000, "strict: the key expires (PTTL $ttl)";
+    ok $ttl > 0 && $ttl <= 62000, "strict: the key expires, counting for two windows (PTTL $ttl)";
+}
+
+# --- a burst at a window's end, then at the next window's start --------------
+#
+# A fixed window admits 10 + 10 within 200 ms here; the estimate keeps
+# floor(10 * 950 / 1000) = 9 of the first burst 50 ms into the next window.
+
+for my $loc (qw(sburst gburst)) {
+    my $key = "b$$" . int(rand(1e6));
+    sleep(0.005) until time - int(time) >= 0.85 && time - int(time) < 0.87;
+    my @first = map { $A->get("/$loc", 'X-Key' => $key)->{status} } 1 .. 12;
+    my $ok1 = grep { $_ == 200 } @first;
+    sleep(0.005) until time - int(time) >= 0.05 && time - int(time) < 0.2;
+    my @second = map { $A->get("/$loc", 'X-Key' => $key) } 1 .. 10;
+    my $ok2 = grep { $_->{status} == 200 } @second;
+    my ($refused) = grep { $_->{status} == 429 } @second;
+    diag "$loc: 10r/s, a burst at 0.85 s: $ok1 admitted; at the next window's start: $ok2";
+    is $ok1, 10, "$loc: the window's quota at its end";
+    ok $ok2 >= 1 && $ok2 <= 3, "$loc: the next window's start admits what the estimate leaves ($ok2, not 10)";
+    my $ms = $refused ? $refused->{headers}{'retry-after-ms'} // '' : '';
+    ok $ms =~ /^\d+$/ && $ms > 0 && $ms <= 200,
+        "$loc: a refusal says when the estimate has room again (retry-after-ms $ms)";
 }
 
 # --- the synced keys ------------------------------------------------------------
@@ -344,7 +413,7 @@ sub mean { my $s = 0; $s += $_ for @_; return @_ ? $s / @_ : 0 }
     ok scalar(grep { $_ eq 'aigov:rl:fleet:all:offered' } @$keys), 'synced: the offered counter aigov:rl:fleet:all:offered';
     my ($wk) = grep { /\d$/ } @$keys;
     my $ttl = redis_cmd($rport, 'PTTL', $wk);
-    ok $ttl > 0 && $ttl <= 61000, "synced: window keys expire (PTTL $ttl)";
+    ok $ttl > 0 && $ttl <= 62000, "synced: window keys expire, counting for two windows (PTTL $ttl)";
     $ttl = redis_cmd($rport, 'PTTL', 'aigov:rl:fleet:all:offered');
     ok $ttl > 0 && $ttl <= 62000, "synced: the offered counter expires when idle (PTTL $ttl)";
 }
@@ -425,6 +494,25 @@ sub check_back {
     ok wait_for(sub { zone_redis($A)->{ok} && zone_redis($B)->{ok} }, timeout => 10),
         "$label: status redis.ok again on both nodes";
     is $A->get('/open', 'X-Key' => 'o')->{headers}{'x-limit'}, 'allowed', "$label: \$aigov_limit allowed again";
+}
+
+# --- a Redis that refuses scripts: strict limits take it as unavailable ------
+
+{
+    $A->mark;
+    is redis_cmd($rport, 'ACL', 'SETUSER', 'default', '-@scripting'), 'OK', 'no scripting: ACL set';
+    my $r = $A->get('/sopen', 'X-Key' => 'noscript');
+    is $r->{status}, 200, 'no scripting: strict, on_redis_error=open serves';
+    is $r->{headers}{'x-limit'}, 'failed_open', 'no scripting: $aigov_limit failed_open';
+    $r = $A->get('/sclosed', 'X-Key' => 'noscript');
+    is $r->{status}, 503, 'no scripting: strict, on_redis_error=closed answers 503';
+    is $r->{json}{type}, 'urn:aigov:problem:rate-limit-unavailable', 'no scripting: rate-limit-unavailable';
+    is redis_cmd($rport, 'ACL', 'SETUSER', 'default', '+@all'), 'OK', 'no scripting: ACL restored';
+    my @e = grep { /\[error\].*aigov_limit "sopen": redis refused the strict limit's script: NOPERM/ }
+            $A->error_log_lines;
+    ok scalar(@e), "no scripting: the error log says why" or diag(join "\n", $A->error_log_lines);
+    is $A->get('/sclosed', 'X-Key' => 'noscript')->{status}, 200, 'no scripting: served again once Redis allows it';
+    is $A->get('/sburst', 'X-Key' => 'noscript')->{headers}{'x-limit'}, 'allowed', 'no scripting: the script runs again';
 }
 
 # --- a client that leaves while its request waits for Redis ------------------
