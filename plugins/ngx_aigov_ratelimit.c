@@ -1,6 +1,6 @@
 /*
  * ngx_aigov rate limit plugin: per-key limits on requests and LLM tokens,
- * local (GCRA in a shared zone) or fleet-global (fixed windows counted in
+ * local (GCRA in a shared zone) or fleet-global (sliding window counters in
  * Redis), with IETF RateLimit / RateLimit-Policy and OpenAI x-ratelimit-*
  * headers.  The math is in ngx_aigov_module/aigov_limit.c (see
  * include/aigov_limit.h for its exact semantics); this file is the nginx
