@@ -1114,6 +1114,140 @@ test_window_boundary_burst(void **state)
 }
 
 
+static uint64_t  sim_rng;
+static uint32_t sim_rand(void);
+
+
+/*
+ * The bounds of the estimate whatever the arrivals: one node syncing with
+ * a Redis of its own every 100 ms, random rates, random bursts (up to
+ * three times the rate in one millisecond) and quiet stretches; every
+ * other run only bursts in the last 5 ms of even windows and the first
+ * 10 ms of odd ones (where a fixed window lets 2 * rate through within a
+ * few ms).  Every
+ * fixed window admits at most rate, every span of d ms across a boundary
+ * at most rate + rate * d / period (rounded up), and at the end nothing is
+ * left unsent or in flight.
+ */
+static void
+test_window_bounds_random(void **state)
+{
+    int                   run, i;
+    uint32_t              rate, offer, most;
+    uint64_t              t, k, d, in, bound, sent, sumw;
+    static uint16_t       got[8 * SEC];
+    static const uint64_t spans[] = { 10, 100, 500, SEC };
+    aigov_window_t        w;
+    aigov_window_sync_t   m;
+    aigov_limit_spec_t    sp;
+    aigov_limit_result_t  r;
+    uint64_t              redis[10];
+
+    (void) state;
+
+    sim_rng = 0x2545f4914f6cdd1dULL;
+    most = 0;
+
+    for (run = 0; run < 200; run++) {
+        memset(&w, 0, sizeof(w));
+        memset(got, 0, sizeof(got));
+        memset(redis, 0, sizeof(redis));
+        rate = 1 + sim_rand() % 200;
+        sp = spec_of(rate, SEC, rate);
+        sent = 0;
+
+        for (t = T0; t < T0 + 8 * SEC; t++) {
+            if ((t - T0) % 100 == 0) {
+                aigov_window_sync_begin(&w, &sp, t, &m);
+                k = (m.window - T0) / SEC;
+                redis[k] += m.admitted;
+                if (m.prev && k > 0) {
+                    redis[k - 1] += m.prev_admitted;
+                }
+                aigov_window_sync_done(&w, &sp, &m, t, redis[k],
+                                       k > 0 ? redis[k - 1] : 0, 0);
+            }
+
+            if (run % 2) {
+                /* every other run: bursts at an even window's end and at
+                 * the next window's start only */
+                k = (t - T0) / SEC;
+                offer = ((k % 2 == 0 && (t - T0) % SEC >= SEC - 5)
+                         || (k % 2 == 1 && (t - T0) % SEC < 10))
+                        ? rate : 0;
+
+            } else switch (sim_rand() % 8) {
+            case 0:
+                offer = sim_rand() % (3 * rate + 1);     /* a burst */
+                break;
+            case 1:
+            case 2:
+                offer = 0;                              /* quiet */
+                break;
+            default:
+                offer = sim_rand() % 2;
+            }
+
+            for (i = 0; i < (int) offer; i++) {
+                if (aigov_window_take(&w, &sp, t, 1, &r)
+                    == AIGOV_LIMIT_ALLOWED)
+                {
+                    got[t - T0]++;
+                    sent++;
+                }
+            }
+        }
+
+        for (k = 0; k < 8; k++) {
+            sumw = 0;
+            for (t = k * SEC; t < (k + 1) * SEC; t++) {
+                sumw += got[t];
+            }
+            assert_true(sumw <= rate);
+        }
+
+        for (i = 0; i < 4; i++) {
+            d = spans[i];
+            bound = rate + (rate * d + SEC - 1) / SEC;
+
+            for (k = 0; k + d <= 8 * SEC; k++) {
+                in = 0;
+                for (t = k; t < k + d; t++) {
+                    in += got[t];
+                }
+                if (in > bound) {
+                    fail_msg("rate %u, span %llu ms at %llu: %llu > %llu",
+                             rate, (unsigned long long) d,
+                             (unsigned long long) k, (unsigned long long) in,
+                             (unsigned long long) bound);
+                }
+                if (d == SEC && in * 100 / rate > most) {
+                    most = (uint32_t) (in * 100 / rate);
+                }
+            }
+        }
+
+        /* everything reaches Redis */
+        aigov_window_sync_begin(&w, &sp, T0 + 8 * SEC, &m);
+        k = (m.window - T0) / SEC;
+        redis[k] += m.admitted;
+        redis[k - 1] += m.prev ? m.prev_admitted : 0;
+        aigov_window_sync_done(&w, &sp, &m, T0 + 8 * SEC, redis[k],
+                               redis[k - 1], 0);
+        assert_int_equal(w.unsynced + w.inflight + w.prev_unsynced
+                         + w.prev_inflight, 0);
+
+        for (k = 0, in = 0; k < 10; k++) {
+            in += redis[k];
+        }
+        assert_true(in == sent);
+    }
+
+    print_message("    200 random runs: the most in one second %u %% of "
+                  "the rate\n", most);
+}
+
+
 /*
  * Under overload the admissions spread over the window: about rate /
  * period at a time, not the window's whole quota in its first moments.
@@ -3989,6 +4123,7 @@ main(void)
         cmocka_unit_test(test_window_single_node),
         cmocka_unit_test(test_window_boundary_burst),
         cmocka_unit_test(test_window_overload_spreads),
+        cmocka_unit_test(test_window_bounds_random),
         cmocka_unit_test(test_window_cost_over_rate_never),
         cmocka_unit_test(test_window_global_count_stops),
         cmocka_unit_test(test_window_inflight_counts),
