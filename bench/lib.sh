@@ -52,6 +52,21 @@ END
         || { echo "bench: nginx $name failed to start" >&2; exit 1; }
 }
 
+# bench_redis: a redis-server on a spare port ($REDIS_PORT), no persistence,
+# its pid in redis-server.pid (bench_cleanup stops it)
+bench_redis() {
+    REDIS_PORT=${REDIS_PORT:-$((20000 + $$ % 10000))}
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
+        --appendonly no --daemonize no --logfile "$BENCH_TMP/redis.log" &
+    echo $! > "$BENCH_TMP/redis-server.pid"
+    i=0
+    until redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG \
+          && kill -0 "$(cat "$BENCH_TMP/redis-server.pid")" 2>/dev/null; do
+        i=$((i + 1)); [ $i -lt 50 ] || { echo "bench: redis-server did not start on $REDIS_PORT" >&2; exit 1; }
+        sleep 0.1
+    done
+}
+
 # the backend: a fast static JSON "model" so that the proxy is measured
 bench_backend() {
     bench_nginx backend "

@@ -10,16 +10,7 @@ ROUNDS=${ROUNDS:-3}
 
 [ -f "$MODULE" ] || make -C "$ROOT" -s module
 
-REDIS_PORT=${REDIS_PORT:-$((20000 + $$ % 10000))}
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
-    --appendonly no --daemonize no --logfile "$BENCH_TMP/redis.log" &
-echo $! > "$BENCH_TMP/redis-server.pid"
-i=0
-until redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG \
-      && kill -0 "$(cat "$BENCH_TMP/redis-server.pid")" 2>/dev/null; do
-    i=$((i + 1)); [ $i -lt 50 ] || { echo "bench: redis-server did not start on $REDIS_PORT" >&2; exit 1; }
-    sleep 0.1
-done
+bench_redis
 
 bench_backend 18001 18002
 

@@ -327,6 +327,7 @@ typedef struct {
     uint32_t  prev_admitted;/* INCRBY <...>:<window - period> prev_admitted */
     uint32_t  offered;      /* INCRBY <prefix>:<key>:offered offered */
     uint32_t  prev;         /* send the previous window's INCRBY (maybe 0) */
+    uint32_t  fresh;        /* this node's first sync in the window */
 } aigov_window_sync_t;
 
 

@@ -615,6 +615,7 @@ aigov_window_sync_begin(aigov_window_t *w, const aigov_limit_spec_t *spec,
     msg->offered = w->offered;
     msg->prev = (w->prev_unsynced > 0
                  || w->prev_reads < AIGOV_WINDOW_PREV_READS);
+    msg->fresh = (w->prev_reads == 0);
 
     w->inflight = aigov_limit_add32(w->inflight, w->unsynced);
     w->unsynced = 0;

@@ -75,8 +75,13 @@
     (64 + sizeof("rl::") + AIGOV_LIMIT_NAME_MAX + 1 + NGX_AIGOV_LIMIT_KEY_MAX \
      + NGX_INT64_LEN)
 
-/* keys sent to Redis per zone per sync tick, at most */
-#define NGX_AIGOV_LIMIT_SYNC_BATCH     4096
+/*
+ * Keys sent to Redis per zone in one slice of a sync: a sync of many keys
+ * goes in slices 1 ms apart, so that the worker serves requests between
+ * them instead of stalling for the whole sync (and the replies come back
+ * in small reads too).
+ */
+#define NGX_AIGOV_LIMIT_SYNC_BATCH     256
 
 /* nodes an allocation may evict before it gives up */
 #define NGX_AIGOV_LIMIT_EVICT_MAX      32
@@ -116,6 +121,7 @@ typedef struct ngx_aigov_limit_node_s  ngx_aigov_limit_node_t;
 struct ngx_aigov_limit_node_s {
     ngx_aigov_limit_node_t        *next;     /* in its hash bucket */
     uint32_t                       hash;     /* aigov_hash32() of data */
+    uint32_t                       dirtied;  /* ngx_current_msec, queued */
     ngx_queue_t                    queue;    /* LRU (CLOCK), see _tail() */
     ngx_queue_t                    dirty;    /* synced nodes with deltas */
     ngx_msec_t                     used;
@@ -222,6 +228,9 @@ typedef struct {
     ngx_uint_t                     declared;
     ngx_uint_t                     synced;       /* has synced limits */
     ngx_uint_t                     pinging;      /* worker 0 */
+    ngx_uint_t                     sweeping;     /* worker 0: a sync under
+                                                    way, in slices */
+    ngx_msec_t                     sweep;        /* when it started */
 } ngx_aigov_limit_zone_t;
 
 
@@ -258,6 +267,7 @@ typedef struct {
     ngx_aigov_limit_group_t       *group;        /* local limits */
     ngx_uint_t                     slot;         /* in the group */
     ngx_msec_t                     next_sync;    /* worker 0 */
+    ngx_uint_t                     draining;     /* worker 0: in the sweep */
     ngx_array_t                    models;       /* ngx_str_t, see status */
     ngx_uint_t                     any_model;
     u_char                        *file;
@@ -437,13 +447,15 @@ static void ngx_aigov_limit_dirty(ngx_aigov_limit_zone_t *zone,
 static uint64_t ngx_aigov_limit_wall(void);
 
 static void ngx_aigov_limit_sync_handler(ngx_event_t *ev);
-static void ngx_aigov_limit_sync_zone(ngx_aigov_limit_zone_t *zone,
-    ngx_aigov_redis_t *rds, ngx_str_t *prefix, ngx_msec_t now);
+static ngx_uint_t ngx_aigov_limit_sync_zone(ngx_aigov_limit_zone_t *zone,
+    ngx_aigov_redis_t *rds, ngx_str_t *prefix);
 static void ngx_aigov_limit_sync_prev(void *data, redisReply *reply);
 static void ngx_aigov_limit_sync_window(void *data, redisReply *reply);
 static void ngx_aigov_limit_sync_offered(void *data, redisReply *reply);
 static void ngx_aigov_limit_sync_reply(ngx_aigov_limit_sync_t *s,
-    redisReply *reply, uint64_t *v);
+    redisReply *reply, uint64_t *v, uint64_t delta, uint64_t window);
+static void ngx_aigov_limit_sync_expire(ngx_aigov_limit_sync_t *s,
+    uint64_t window);
 static void ngx_aigov_limit_sync_end(ngx_aigov_limit_sync_t *s);
 static ngx_msec_t ngx_aigov_limit_ttl(aigov_limit_spec_t *spec);
 static void ngx_aigov_limit_ping_reply(void *data, redisReply *reply);
@@ -2916,6 +2928,7 @@ ngx_aigov_limit_dirty(ngx_aigov_limit_zone_t *zone,
 {
     if (!node->is_dirty) {
         node->is_dirty = 1;
+        node->dirtied = (uint32_t) ngx_current_msec;
         ngx_queue_insert_tail(&zone->sh->dirty, &node->dirty);
     }
 }
@@ -2972,7 +2985,7 @@ ngx_aigov_limit_sync_handler(ngx_event_t *ev)
     ngx_aigov_limit_main_conf_t *lmcf = ev->data;
 
     ngx_msec_t                 now;
-    ngx_uint_t                 i;
+    ngx_uint_t                 i, j, due, more;
     ngx_aigov_redis_t         *rds;
     ngx_aigov_limit_zone_t   **zp;
     ngx_aigov_limit_policy_t **pp;
@@ -2980,33 +2993,59 @@ ngx_aigov_limit_sync_handler(ngx_event_t *ev)
     rds = ngx_http_aigov_control_client();
     now = ngx_current_msec;
     zp = lmcf->zones.elts;
+    pp = lmcf->policies.elts;
+    more = 0;
 
     for (i = 0; i < lmcf->zones.nelts; i++) {
         if (!zp[i]->synced || zp[i]->sh == NULL) {
             continue;
         }
 
+        if (!zp[i]->sweeping) {
+            /* a new sweep: the zone's limits whose interval is over */
+            due = 0;
+
+            for (j = 0; j < lmcf->policies.nelts; j++) {
+                if (pp[j]->zone == zp[i]
+                    && pp[j]->mode == NGX_AIGOV_LIMIT_SYNCED
+                    && (ngx_msec_int_t) (now - pp[j]->next_sync) >= 0)
+                {
+                    pp[j]->next_sync = now + pp[j]->sync;
+                    pp[j]->draining = 1;
+                    due = 1;
+                }
+            }
+
+            if (!due) {
+                continue;
+            }
+
+            zp[i]->sweep = now;
+        }
+
         if (rds == NULL || !rds->ready) {
             zp[i]->sh->redis_ok = 0;
+            zp[i]->sweeping = 0;
+
+        } else {
+            zp[i]->sweeping = ngx_aigov_limit_sync_zone(zp[i], rds,
+                                              ngx_aigov_limit_redis_prefix());
+        }
+
+        if (zp[i]->sweeping) {
+            more = 1;
             continue;
         }
 
-        ngx_aigov_limit_sync_zone(zp[i], rds, ngx_aigov_limit_redis_prefix(),
-                                  now);
-    }
-
-    pp = lmcf->policies.elts;
-
-    for (i = 0; i < lmcf->policies.nelts; i++) {
-        if (pp[i]->mode == NGX_AIGOV_LIMIT_SYNCED
-            && (ngx_msec_int_t) (now - pp[i]->next_sync) >= 0)
-        {
-            pp[i]->next_sync = now + pp[i]->sync;
+        for (j = 0; j < lmcf->policies.nelts; j++) {
+            if (pp[j]->zone == zp[i]) {
+                pp[j]->draining = 0;
+            }
         }
     }
 
     if (!ngx_exiting && !ngx_terminate && !ngx_quit) {
-        ngx_add_timer(ev, lmcf->sync);
+        ngx_add_timer(ev, more ? 1 : lmcf->sync);
     }
 }
 
@@ -3040,10 +3079,17 @@ ngx_aigov_limit_node_policy(ngx_aigov_limit_zone_t *zone,
 }
 
 
-static void
+/*
+ * One slice of a zone's sweep: the dirty nodes of the draining limits that
+ * were dirty when the sweep started (the queue is in the order they became
+ * dirty; nodes dirtied since wait for the next sweep), at most
+ * NGX_AIGOV_LIMIT_SYNC_BATCH of them.  Returns 1 when some may be left.
+ */
+static ngx_uint_t
 ngx_aigov_limit_sync_zone(ngx_aigov_limit_zone_t *zone,
-    ngx_aigov_redis_t *rds, ngx_str_t *prefix, ngx_msec_t now)
+    ngx_aigov_redis_t *rds, ngx_str_t *prefix)
 {
+    int32_t                     d;
     uint64_t                    wall;
     ngx_str_t                   key;
     ngx_uint_t                  n, i, sent;
@@ -3064,7 +3110,7 @@ ngx_aigov_limit_sync_zone(ngx_aigov_limit_zone_t *zone,
     batch = ngx_alloc(NGX_AIGOV_LIMIT_SYNC_BATCH * sizeof(void *),
                       ngx_cycle->log);
     if (batch == NULL) {
-        return;
+        return 0;
     }
 
     n = 0;
@@ -3079,6 +3125,17 @@ ngx_aigov_limit_sync_zone(ngx_aigov_limit_zone_t *zone,
         next = ngx_queue_next(q);
         node = ngx_queue_data(q, ngx_aigov_limit_node_t, dirty);
 
+        d = (int32_t) (node->dirtied - (uint32_t) zone->sweep);
+
+        if (d > 0 && d < 3600000) {
+            /*
+             * Dirtied after the sweep started, and so is the rest of the
+             * queue.  (A stamp more than an hour "later" is an old one
+             * wrapped around: 2^32 ms is 49 days.)
+             */
+            break;
+        }
+
         pol = ngx_aigov_limit_node_policy(zone, node);
 
         if (pol == NULL || pol->mode != NGX_AIGOV_LIMIT_SYNCED
@@ -3090,7 +3147,8 @@ ngx_aigov_limit_sync_zone(ngx_aigov_limit_zone_t *zone,
             continue;
         }
 
-        if ((ngx_msec_int_t) (now - pol->next_sync) < 0) {
+        if (!pol->draining) {
+            /* another limit of the zone, whose interval is not over */
             continue;
         }
 
@@ -3137,10 +3195,7 @@ ngx_aigov_limit_sync_zone(ngx_aigov_limit_zone_t *zone,
         if (s->msg.prev
             && ngx_aigov_limit_window_send(rds, s->data, s->len,
                                     s->msg.window - s->policy->spec.period_ms,
-                                    s->msg.prev_admitted,
-                                    s->msg.prev_admitted
-                                    ? ngx_aigov_limit_ttl(&s->policy->spec)
-                                    : 0,
+                                    s->msg.prev_admitted, 0,
                                     ngx_aigov_limit_sync_prev, s, NULL,
                                     s->msg.prev_admitted ? "INCRBY" : "GET")
                != NGX_OK)
@@ -3153,8 +3208,10 @@ ngx_aigov_limit_sync_zone(ngx_aigov_limit_zone_t *zone,
         if (!s->failed
             && ngx_aigov_limit_window_send(rds, s->data, s->len,
                                            s->msg.window, s->msg.admitted,
-                                           ngx_aigov_limit_ttl(
-                                                          &s->policy->spec),
+                                           s->msg.fresh
+                                           ? ngx_aigov_limit_ttl(
+                                                          &s->policy->spec)
+                                           : 0,
                                            ngx_aigov_limit_sync_window, s,
                                            NULL, "INCRBY")
                != NGX_OK)
@@ -3171,7 +3228,9 @@ ngx_aigov_limit_sync_zone(ngx_aigov_limit_zone_t *zone,
                       - buf;
 
             if (ngx_aigov_limit_incrby(rds, &key, s->msg.offered,
-                                       ngx_aigov_limit_ttl(&s->policy->spec),
+                                       s->msg.fresh
+                                       ? ngx_aigov_limit_ttl(&s->policy->spec)
+                                       : 0,
                                        ngx_aigov_limit_sync_offered, s, NULL,
                                        "INCRBY")
                 != NGX_OK)
@@ -3205,6 +3264,9 @@ ngx_aigov_limit_sync_zone(ngx_aigov_limit_zone_t *zone,
             zone->pinging = 1;
         }
     }
+
+    /* a full slice: more may wait */
+    return n == NGX_AIGOV_LIMIT_SYNC_BATCH;
 }
 
 
@@ -3228,7 +3290,7 @@ ngx_aigov_limit_ping_reply(void *data, redisReply *reply)
 
 static void
 ngx_aigov_limit_sync_reply(ngx_aigov_limit_sync_t *s, redisReply *reply,
-    uint64_t *v)
+    uint64_t *v, uint64_t delta, uint64_t window)
 {
     off_t  n;
 
@@ -3263,6 +3325,11 @@ ngx_aigov_limit_sync_reply(ngx_aigov_limit_sync_t *s, redisReply *reply,
 
     } else {
         *v = (uint64_t) reply->integer;
+
+        if (*v == delta) {
+            /* our INCRBY made the key (or it was at 0): give it its TTL */
+            ngx_aigov_limit_sync_expire(s, window);
+        }
     }
 
     if (--s->pending == 0) {
@@ -3271,12 +3338,55 @@ ngx_aigov_limit_sync_reply(ngx_aigov_limit_sync_t *s, redisReply *reply,
 }
 
 
+/*
+ * PEXPIRE of a key of the sync: a window's (window != 0), else the offered
+ * counter.  Only a node's first sync in a window sends its INCRBYs with a
+ * PEXPIRE (msg.fresh); the others send it only when their INCRBY made the
+ * key (the reply is the delta: a new key, or one Redis lost and the
+ * INCRBY recreated): half the commands of a sync.
+ */
+static void
+ngx_aigov_limit_sync_expire(ngx_aigov_limit_sync_t *s, uint64_t window)
+{
+    u_char              t[NGX_INT64_LEN], buf[NGX_AIGOV_LIMIT_RKEY_LEN];
+    const char         *argv[3];
+    size_t              argvlen[3];
+    ngx_aigov_redis_t  *rds;
+
+    rds = ngx_http_aigov_control_client();
+    if (rds == NULL) {
+        return;
+    }
+
+    argv[0] = "PEXPIRE";
+    argvlen[0] = 7;
+    argv[1] = (const char *) buf;
+    argvlen[1] = (window
+                  ? ngx_snprintf(buf, sizeof(buf), "%Vrl:%*s:%uL",
+                                 ngx_aigov_limit_redis_prefix(), s->len,
+                                 s->data, window / 1000)
+                  : ngx_snprintf(buf, sizeof(buf), "%Vrl:%*s:offered",
+                                 ngx_aigov_limit_redis_prefix(), s->len,
+                                 s->data))
+                 - buf;
+    argv[2] = (const char *) t;
+    argvlen[2] = ngx_sprintf(t, "%M", ngx_aigov_limit_ttl(&s->policy->spec))
+                 - t;
+
+    (void) ngx_aigov_redis_send(rds, NULL, NULL, 3, argv, argvlen);
+}
+
+
 static void
 ngx_aigov_limit_sync_prev(void *data, redisReply *reply)
 {
     ngx_aigov_limit_sync_t *s = data;
 
-    ngx_aigov_limit_sync_reply(s, reply, &s->global_prev);
+    /* a GET (nothing unsent) makes no key: delta never matches */
+    ngx_aigov_limit_sync_reply(s, reply, &s->global_prev,
+                               s->msg.prev_admitted ? s->msg.prev_admitted
+                                                    : (uint64_t) -1,
+                               s->msg.window - s->policy->spec.period_ms);
 }
 
 
@@ -3285,7 +3395,9 @@ ngx_aigov_limit_sync_window(void *data, redisReply *reply)
 {
     ngx_aigov_limit_sync_t *s = data;
 
-    ngx_aigov_limit_sync_reply(s, reply, &s->global);
+    ngx_aigov_limit_sync_reply(s, reply, &s->global,
+                               s->msg.fresh ? (uint64_t) -1 : s->msg.admitted,
+                               s->msg.window);
 }
 
 
@@ -3294,7 +3406,10 @@ ngx_aigov_limit_sync_offered(void *data, redisReply *reply)
 {
     ngx_aigov_limit_sync_t *s = data;
 
-    ngx_aigov_limit_sync_reply(s, reply, &s->offered);
+    /* the first sync of the window sent its PEXPIRE already */
+    ngx_aigov_limit_sync_reply(s, reply, &s->offered,
+                               s->msg.fresh ? (uint64_t) -1 : s->msg.offered,
+                               0);
 }
 
 

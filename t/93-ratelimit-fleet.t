@@ -544,6 +544,21 @@ check_outage('redis killed');
 start_redis();
 check_back('redis restarted');
 
+# keys made again after Redis lost them get their expiry too, also in the
+# middle of a window (FLUSHALL: the nodes see no failure): none lives on
+{
+    my @w = map { wrk_async(port => $_->port, path => '/fleet', seconds => 3, connections => 4) } @NODES;
+    sleep 1;
+    sleep(0.01) until time - int(time) >= 0.3 && time - int(time) < 0.5;
+    is redis_cmd($rport, 'FLUSHALL'), 'OK', 'FLUSHALL in the middle of a window, under load';
+    $_->() for @w;
+    sleep 0.5;
+    my @keys = grep { /^aigov:rl:/ } @{ redis_cmd($rport, 'KEYS', 'aigov:rl:*') };
+    my @forever = grep { redis_cmd($rport, 'PTTL', $_) == -1 } @keys;
+    ok scalar(@keys) >= 2, 'after FLUSHALL: the fleet limits made their keys again (' . scalar(@keys) . ')';
+    is "@forever", '', 'after FLUSHALL: every aigov:rl: key expires (none with PTTL -1)';
+}
+
 for my $n (@NODES) {
     $n->error_log_clean_ok($n->name . ': no [error]/[crit]/[alert]');
 }

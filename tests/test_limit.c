@@ -1469,9 +1469,11 @@ test_window_prev_reads(void **state)
     aigov_window_sync_begin(&w, &sp, T0 + 100, &m);
     assert_int_equal(m.prev, 1);            /* a fresh state reads too */
     assert_int_equal(m.prev_admitted, 0);
+    assert_int_equal(m.fresh, 1);           /* the first in the window */
     aigov_window_sync_done(&w, &sp, &m, T0 + 101, 2, 4, 2);
     assert_int_equal(w.prev_global, 4);
     aigov_window_sync_begin(&w, &sp, T0 + 200, &m);
+    assert_int_equal(m.fresh, 0);
     aigov_window_sync_done(&w, &sp, &m, T0 + 201, 2, 4, 2);
     assert_false(aigov_window_wants_sync(&w));
 
@@ -1488,6 +1490,7 @@ test_window_prev_reads(void **state)
     assert_int_equal(m.admitted, 0);
     assert_int_equal(m.prev, 1);
     assert_int_equal(m.prev_admitted, 3);
+    assert_int_equal(m.fresh, 1);           /* a new window */
     assert_int_equal(w.prev_inflight, 3);
 
     /* the fleet's final count of the window: ours 5, others' 4 */
@@ -1499,6 +1502,7 @@ test_window_prev_reads(void **state)
     aigov_window_sync_begin(&w, &sp, T0 + SEC + 150, &m);
     assert_int_equal(m.prev, 1);
     assert_int_equal(m.prev_admitted, 0);
+    assert_int_equal(m.fresh, 0);
     aigov_window_sync_failed(&w, &sp, &m);
     assert_true(aigov_window_wants_sync(&w));
 
