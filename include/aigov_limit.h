@@ -160,9 +160,9 @@
  *   When the demand moves from one node to another, the node that gets
  *   it follows after one or two sync intervals and rejects too much
  *   meanwhile: demand swapping between two nodes every 10 s costs 0.3 ..
- *   6.6 % of the quota for I <= 500 ms, 6.9 .. 12.7 % at I = 1 s.  Warm-up: a node without two sync replies assumes s = 1,
- *   so the first window after a start admits more; (2) applies from the
- *   first reply.
+ *   6.6 % of the quota for I <= 500 ms, 6.9 .. 12.7 % at I = 1 s.
+ *   Warm-up: a node without two sync replies assumes s = 1, so the first
+ *   window after a start admits more; (2) applies from the first reply.
  *
  *   Fleet token limits charge actual usage with aigov_window_charge(): it
  *   goes to the current window (a debt, like the GCRA's).  An over-estimate

@@ -448,7 +448,7 @@ static uint64_t ngx_aigov_limit_wall(void);
 
 static void ngx_aigov_limit_sync_handler(ngx_event_t *ev);
 static ngx_uint_t ngx_aigov_limit_sync_zone(ngx_aigov_limit_zone_t *zone,
-    ngx_aigov_redis_t *rds, ngx_str_t *prefix);
+    ngx_aigov_redis_t *rds);
 static void ngx_aigov_limit_sync_prev(void *data, redisReply *reply);
 static void ngx_aigov_limit_sync_window(void *data, redisReply *reply);
 static void ngx_aigov_limit_sync_offered(void *data, redisReply *reply);
@@ -458,6 +458,8 @@ static void ngx_aigov_limit_sync_expire(ngx_aigov_limit_sync_t *s,
     uint64_t window);
 static void ngx_aigov_limit_sync_end(ngx_aigov_limit_sync_t *s);
 static ngx_msec_t ngx_aigov_limit_ttl(aigov_limit_spec_t *spec);
+static size_t ngx_aigov_limit_rkey(u_char *buf, u_char *key, size_t len,
+    uint64_t window);
 static void ngx_aigov_limit_ping_reply(void *data, redisReply *reply);
 static ngx_int_t ngx_aigov_limit_incrby(ngx_aigov_redis_t *rds,
     ngx_str_t *key, uint64_t units, ngx_msec_t ttl,
@@ -1424,15 +1426,11 @@ ngx_aigov_limit_strict_eval(ngx_aigov_redis_t *rds, ngx_aigov_limit_item_t *it)
     argv[1] = ngx_aigov_limit_strict_lua;
     argv[2] = "2";
     argv[3] = (const char *) cur;
-    argvlen[3] = ngx_snprintf(cur, sizeof(cur), "%Vrl:%V:%uL",
-                              ngx_aigov_limit_redis_prefix(), &it->key,
-                              it->window / 1000)
-                 - cur;
+    argvlen[3] = ngx_aigov_limit_rkey(cur, it->key.data, it->key.len,
+                                      it->window);
     argv[4] = (const char *) prev;
-    argvlen[4] = ngx_snprintf(prev, sizeof(prev), "%Vrl:%V:%uL",
-                              ngx_aigov_limit_redis_prefix(), &it->key,
-                              (it->window - period) / 1000)
-                 - prev;
+    argvlen[4] = ngx_aigov_limit_rkey(prev, it->key.data, it->key.len,
+                                      it->window - period);
 
     argvlen[5] = ngx_sprintf(num[0], "%uD", it->cost) - num[0];
     argvlen[6] = ngx_sprintf(num[1], "%uD", pol->spec.rate) - num[1];
@@ -3028,8 +3026,7 @@ ngx_aigov_limit_sync_handler(ngx_event_t *ev)
             zp[i]->sweeping = 0;
 
         } else {
-            zp[i]->sweeping = ngx_aigov_limit_sync_zone(zp[i], rds,
-                                              ngx_aigov_limit_redis_prefix());
+            zp[i]->sweeping = ngx_aigov_limit_sync_zone(zp[i], rds);
         }
 
         if (zp[i]->sweeping) {
@@ -3087,7 +3084,7 @@ ngx_aigov_limit_node_policy(ngx_aigov_limit_zone_t *zone,
  */
 static ngx_uint_t
 ngx_aigov_limit_sync_zone(ngx_aigov_limit_zone_t *zone,
-    ngx_aigov_redis_t *rds, ngx_str_t *prefix)
+    ngx_aigov_redis_t *rds)
 {
     int32_t                     d;
     uint64_t                    wall;
@@ -3100,10 +3097,7 @@ ngx_aigov_limit_sync_zone(ngx_aigov_limit_zone_t *zone,
     aigov_window_sync_t         msg;
     const char                 *argv[1];
     size_t                      argvlen[1];
-    u_char                      buf[64 + sizeof("rl::offered")
-                                    + AIGOV_LIMIT_NAME_MAX + 1
-                                    + NGX_AIGOV_LIMIT_KEY_MAX
-                                    + NGX_INT64_LEN];
+    u_char                      buf[NGX_AIGOV_LIMIT_RKEY_LEN];
 
     wall = ngx_aigov_limit_wall();
 
@@ -3192,40 +3186,42 @@ ngx_aigov_limit_sync_zone(ngx_aigov_limit_zone_t *zone,
         s = batch[i];
 
         /* the previous window: INCRBY our unsent units, else only GET */
-        if (s->msg.prev
-            && ngx_aigov_limit_window_send(rds, s->data, s->len,
+        if (s->msg.prev) {
+            if (ngx_aigov_limit_window_send(rds, s->data, s->len,
                                     s->msg.window - s->policy->spec.period_ms,
                                     s->msg.prev_admitted, 0,
                                     ngx_aigov_limit_sync_prev, s, NULL,
                                     s->msg.prev_admitted ? "INCRBY" : "GET")
-               != NGX_OK)
-        {
-            s->failed = 1;
+                == NGX_OK)
+            {
+                s->pending++;
+
+            } else {
+                s->failed = 1;
+            }
         }
 
-        s->pending += s->msg.prev && !s->failed;
-
-        if (!s->failed
-            && ngx_aigov_limit_window_send(rds, s->data, s->len,
-                                           s->msg.window, s->msg.admitted,
-                                           s->msg.fresh
-                                           ? ngx_aigov_limit_ttl(
+        if (!s->failed) {
+            if (ngx_aigov_limit_window_send(rds, s->data, s->len,
+                                            s->msg.window, s->msg.admitted,
+                                            s->msg.fresh
+                                            ? ngx_aigov_limit_ttl(
                                                           &s->policy->spec)
-                                           : 0,
-                                           ngx_aigov_limit_sync_window, s,
-                                           NULL, "INCRBY")
-               != NGX_OK)
-        {
-            s->failed = 1;
-        }
+                                            : 0,
+                                            ngx_aigov_limit_sync_window, s,
+                                            NULL, "INCRBY")
+                == NGX_OK)
+            {
+                s->pending++;
 
-        s->pending += !s->failed;
+            } else {
+                s->failed = 1;
+            }
+        }
 
         if (!s->failed) {
             key.data = buf;
-            key.len = ngx_snprintf(buf, sizeof(buf), "%Vrl:%*s:offered",
-                                   prefix, s->len, s->data)
-                      - buf;
+            key.len = ngx_aigov_limit_rkey(buf, s->data, s->len, 0);
 
             if (ngx_aigov_limit_incrby(rds, &key, s->msg.offered,
                                        s->msg.fresh
@@ -3233,12 +3229,12 @@ ngx_aigov_limit_sync_zone(ngx_aigov_limit_zone_t *zone,
                                        : 0,
                                        ngx_aigov_limit_sync_offered, s, NULL,
                                        "INCRBY")
-                != NGX_OK)
+                == NGX_OK)
             {
-                s->failed = 1;
+                s->pending++;
 
             } else {
-                s->pending++;
+                s->failed = 1;
             }
         }
 
@@ -3361,14 +3357,7 @@ ngx_aigov_limit_sync_expire(ngx_aigov_limit_sync_t *s, uint64_t window)
     argv[0] = "PEXPIRE";
     argvlen[0] = 7;
     argv[1] = (const char *) buf;
-    argvlen[1] = (window
-                  ? ngx_snprintf(buf, sizeof(buf), "%Vrl:%*s:%uL",
-                                 ngx_aigov_limit_redis_prefix(), s->len,
-                                 s->data, window / 1000)
-                  : ngx_snprintf(buf, sizeof(buf), "%Vrl:%*s:offered",
-                                 ngx_aigov_limit_redis_prefix(), s->len,
-                                 s->data))
-                 - buf;
+    argvlen[1] = ngx_aigov_limit_rkey(buf, s->data, s->len, window);
     argv[2] = (const char *) t;
     argvlen[2] = ngx_sprintf(t, "%M", ngx_aigov_limit_ttl(&s->policy->spec))
                  - t;
@@ -3473,6 +3462,28 @@ ngx_aigov_limit_sync_end(ngx_aigov_limit_sync_t *s)
  * or GET key (units unused, ttl 0).  handler gets the first reply.
  */
 
+/*
+ * A fleet limit's Redis key, in buf (NGX_AIGOV_LIMIT_RKEY_LEN bytes): the
+ * count of the window that starts at window (ms), "<prefix>rl:KEY:<s>",
+ * or with window 0 the offered counter, "<prefix>rl:KEY:offered".  KEY is
+ * the node's "NAME:KEY".
+ */
+static size_t
+ngx_aigov_limit_rkey(u_char *buf, u_char *key, size_t len, uint64_t window)
+{
+    if (window == 0) {
+        return ngx_snprintf(buf, NGX_AIGOV_LIMIT_RKEY_LEN, "%Vrl:%*s:offered",
+                            ngx_aigov_limit_redis_prefix(), len, key)
+               - buf;
+    }
+
+    return ngx_snprintf(buf, NGX_AIGOV_LIMIT_RKEY_LEN, "%Vrl:%*s:%uL",
+                        ngx_aigov_limit_redis_prefix(), len, key,
+                        window / 1000)
+           - buf;
+}
+
+
 /* INCRBY / DECRBY of the fleet's count of one window, "<prefix>rl:KEY:<s>" */
 
 static ngx_int_t
@@ -3487,10 +3498,7 @@ ngx_aigov_limit_window_send(ngx_aigov_redis_t *rds, u_char *key, size_t len,
     /* the command is formatted at once: the key may live on the stack */
 
     k.data = buf;
-    k.len = ngx_snprintf(buf, sizeof(buf), "%Vrl:%*s:%uL",
-                         ngx_aigov_limit_redis_prefix(), len, key,
-                         window / 1000)
-            - buf;
+    k.len = ngx_aigov_limit_rkey(buf, key, len, window);
 
     return ngx_aigov_limit_incrby(rds, &k, units, ttl, handler, data, cmd, op);
 }
