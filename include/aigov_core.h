@@ -29,6 +29,16 @@
 #define AIGOV_HOT
 #endif
 
+/*
+ * A hint that *p is about to be read: the load starts now and the code
+ * goes on; no fault whatever p is.
+ */
+#if (defined __GNUC__ || defined __clang__)
+#define aigov_prefetch(p)       __builtin_prefetch(p)
+#else
+#define aigov_prefetch(p)
+#endif
+
 #define AIGOV_OK                0
 #define AIGOV_ERROR             -1
 #define AIGOV_DECLINED          -2
