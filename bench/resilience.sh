@@ -6,6 +6,9 @@
 # heavier pair: the usage of every answer is read).  The limits
 # are far above the load and the breaker stays closed: this measures what
 # checking them costs on every request, not refusals.  A fourth contestant
+# is the first pair with aigov_limit_headers off (the limits' headers on
+# refusals only): the headers cost the client that parses them, here wrk
+# on the same two cores, about as much as the limits cost nginx.  A fifth
 # is plain proxy_pass again (an A/A control): its ratios to the first are
 # what this run's noise alone gives.
 # Goal: rps ratio >= 0.95, p99 ratio <= 1.10.  Each ratio is the median of
@@ -77,6 +80,17 @@ bench_nginx proxy "
             aigov_limit rpm zone=limits key=\$http_x_api_key rate=6000000r/m;
             proxy_pass http://aigov;
         }
+    }
+
+    server {
+        listen 127.0.0.1:18384;
+        location / {
+            aigov_route model=chat;
+            aigov_limit rps zone=limits key=\$http_x_api_key rate=100000r/s;
+            aigov_limit rpm zone=limits key=\$http_x_api_key rate=6000000r/m;
+            aigov_limit_headers off;
+            proxy_pass http://aigov;
+        }
     }"
 
 bench_keys_lua 10000
@@ -87,5 +101,6 @@ bench_wrk http://127.0.0.1:18380/v1/chat/completions -s "$BENCH_TMP/keys.lua" > 
 BENCH_BAR="0.95 1.10" bench_compare "proxy_pass" http://127.0.0.1:18380/v1/chat/completions \
               "routing+breaker+rps+rpm+rules" http://127.0.0.1:18382/v1/chat/completions \
               "routing+breaker+rps+tpm+rules" http://127.0.0.1:18381/v1/chat/completions \
+              "routing+breaker+rps+rpm+rules,headers-on-refusals" http://127.0.0.1:18384/v1/chat/completions \
               "proxy_pass-again" http://127.0.0.1:18383/v1/chat/completions \
               -- -s "$BENCH_TMP/keys.lua"
