@@ -2637,11 +2637,10 @@ ngx_aigov_limit_lookup(ngx_aigov_limit_zone_t *zone, ngx_str_t *key,
     for (ln = zone->buckets[hash & zone->mask]; ln; ln = ln->next) {
 
         /*
-         * The node's key and state are in its second cache line (the
-         * header fills the first; nodes are 64-byte aligned): load both
-         * lines at once, not one after the other.
+         * The key and the state come after the header, in the node's
+         * second cache line: load it with the first, not after it.
          */
-        aigov_prefetch((u_char *) ln + 64);
+        aigov_prefetch(ln->data);
 
         if (ngx_aigov_limit_same_key(ln, key, hash)) {
             ln->ref = 1;
